@@ -1,0 +1,1 @@
+"""Builders that act on the open Blender scene (compositor trees, depth mesh, materials)."""

@@ -1,0 +1,48 @@
+"""Per-scene Depth 360 settings (`scene.depth360`), what the N-panel edits."""
+
+import bpy
+from bpy.props import EnumProperty, FloatProperty, StringProperty
+
+from ..estimators import registry
+
+LAYOUT_ITEMS = [
+    ("mono", "Mono", "One equirectangular image per frame"),
+    ("top-bottom", "Top-Bottom", "Stereo 360, left eye on top"),
+    ("side-by-side", "Side-by-Side", "Stereo 360, left eye on the left"),
+]
+
+VIEW_ITEMS = [
+    ("cube", "Cube", "Six overlapping perspective views"),
+    ("ico", "Icosahedron", "Twenty tangent views: finer, slower"),
+    ("equirect", "Equirect", "One pass over the whole frame (naive, fastest)"),
+]
+
+
+def _model_items(_self, _context):
+    return [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
+
+
+class Depth360SceneSettings(bpy.types.PropertyGroup):
+    source_path: StringProperty(
+        name="Source",
+        description="360 image, movie or image sequence to estimate depth for",
+        subtype="FILE_PATH",
+    )
+    layout: EnumProperty(name="Layout", items=LAYOUT_ITEMS, default="mono")
+    model: EnumProperty(name="Model", items=_model_items)
+    views: EnumProperty(name="Views", items=VIEW_ITEMS, default="cube")
+    near: FloatProperty(
+        name="Near", description="Distance of the nearest surface, in metres",
+        default=0.5, min=0.001, soft_max=100.0, unit="LENGTH",
+    )
+    far: FloatProperty(
+        name="Far", description="Distance given to the farthest surfaces and the sky, in metres",
+        default=100.0, min=0.01, soft_max=10000.0, unit="LENGTH",
+    )
+    output_dir: StringProperty(
+        name="Output", description="Folder for depth files (// is the .blend's folder)",
+        subtype="DIR_PATH", default="//depth/",
+    )
+
+
+CLASSES = [Depth360SceneSettings]

@@ -1,0 +1,82 @@
+"""The reference-model fixtures of ../shared/reference-models, and their deterministic weights.
+
+`fixture_state_dict(name)` rebuilds the state dict that produced the official outputs,
+under the official key names, by the rule in the fixtures' README. Entries of kind
+`computed_buffer` are left out: the project's network must compute those itself.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
+# Relative tolerance of the fixtures' README: max|out - expected| <= 1e-3 * max|expected|.
+RELATIVE_TOLERANCE = 1e-3
+
+
+@functools.lru_cache(maxsize=1)
+def index() -> dict:
+    """The fixtures' index.json: model name -> family, official file, cases."""
+    return json.loads((REFERENCE_DIR / "index.json").read_text())
+
+
+def manifest(name: str) -> list[tuple[str, tuple[int, ...], str, str]]:
+    """The official state-dict entries of `name`, in order: (key, shape, dtype, kind)."""
+    rows = json.loads((REFERENCE_DIR / f"{name}.manifest.json").read_text())
+    return [(key, tuple(shape), dtype, kind) for key, shape, dtype, kind in rows]
+
+
+def fixture_value(key: str, shape: tuple[int, ...]) -> np.ndarray:
+    """The README's deterministic value of one state-dict entry."""
+    if key.endswith("num_batches_tracked"):
+        return np.zeros(shape, dtype=np.int64)
+    seed = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "little")
+    z = np.random.default_rng(seed).standard_normal(size=shape).astype(np.float32)
+    if key.endswith("running_var"):
+        return (1 + 0.1 * np.abs(z)).astype(np.float32)
+    if key.endswith("running_mean"):
+        return (0.1 * z).astype(np.float32)
+    if len(shape) >= 2:
+        return (z / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+    if len(shape) == 1 and (key.endswith("weight") or key.endswith("gamma")):
+        return (1 + 0.1 * z).astype(np.float32)
+    return (0.1 * z).astype(np.float32)
+
+
+def fixture_state_dict(name: str) -> dict:
+    """Official-key state dict (torch tensors) of fixture model `name`, computed buffers left out."""
+    import torch
+
+    return {
+        key: torch.from_numpy(fixture_value(key, shape))
+        for key, shape, _dtype, kind in manifest(name)
+        if kind in ("parameter", "batchnorm_statistic")
+    }
+
+
+def computed_buffer_keys(name: str) -> list[str]:
+    """Keys the architecture computes itself (relative-position indices and the like)."""
+    return [key for key, _shape, _dtype, kind in manifest(name) if kind == "computed_buffer"]
+
+
+def cases(name: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(label, input NCHW float32, expected output) for each case of fixture model `name`."""
+    data = np.load(REFERENCE_DIR / f"{name}.npz")
+    return [
+        (case["label"], data[case["input"]], data[case["expected"]])
+        for case in index()[name]["cases"]
+    ]
+
+
+def assert_matches_reference(out: np.ndarray, expected: np.ndarray) -> float:
+    """Assert the README's tolerance; return max|out - expected| / max|expected|."""
+    out = np.asarray(out, dtype=np.float32).reshape(expected.shape)
+    scale = float(np.max(np.abs(expected)))
+    error = float(np.max(np.abs(out - expected))) / scale
+    assert error <= RELATIVE_TOLERANCE, f"max relative error {error:.3g} > {RELATIVE_TOLERANCE}"
+    return error

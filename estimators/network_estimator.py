@@ -1,0 +1,111 @@
+"""The estimator protocol of DESIGN.md over a registry network, and `load_estimator`.
+
+`NetworkEstimator.predict(images, rays)` runs each image exactly as the official code
+does: the family's input preparation (`preprocessing.prepare_input`), the network, and
+the official resampling of the output back to the image's pixels
+(`preprocessing.resize_output`). It returns the official output: disparity up to scale
+and shift for relative models, metric depth in metres for metric models. `rays` are
+not used by monocular networks (they see pixels; the 360 path uses the rays to put
+views back together) but are checked, so that every estimator takes the same call.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from . import plugins, registry
+from .devices import autocast, choose_device, choose_precision, precision_label
+from .errors import BadInputError
+from .registry import ModelSpec
+
+DEFAULT_BATCH_SIZE = 4
+
+
+def check_images_and_rays(images: np.ndarray, rays: np.ndarray | None) -> np.ndarray:
+    """`images` as float32 [N, h, w, 3]; ValueError if it or `rays` has another shape."""
+    images = np.asarray(images)
+    if images.ndim != 4 or images.shape[3] != 3 or min(images.shape[:3]) < 1:
+        raise ValueError(f"images must be float32 [N, h, w, 3] RGB, got shape {images.shape}")
+    if rays is not None and np.shape(rays) != images.shape:
+        raise ValueError(f"rays must have the images' shape {images.shape}, got {np.shape(rays)}")
+    return images.astype(np.float32, copy=False)
+
+
+class NetworkEstimator:
+    """A registry network behind the estimator protocol (`kind`, `predict`)."""
+
+    def __init__(self, spec: ModelSpec, network, device, dtype=None, batch_size: int = DEFAULT_BATCH_SIZE):
+        import torch
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.spec = spec
+        self.device = device
+        self.dtype = torch.float32 if dtype is None else dtype
+        self.batch_size = batch_size
+        self.network = network.to(device).eval()
+
+    @property
+    def kind(self) -> str:
+        """relative-disparity or metric-distance, from the spec."""
+        return self.spec.kind
+
+    @property
+    def name(self) -> str:
+        """The registry name of the model."""
+        return self.spec.name
+
+    @property
+    def precision(self) -> str:
+        """fp32, fp16 or bf16."""
+        return precision_label(self.dtype)
+
+    def predict(self, images: np.ndarray, rays: np.ndarray | None = None) -> np.ndarray:
+        """Official output float32 [N, h, w] for RGB images float32 [N, h, w, 3] in 0..1."""
+        import torch
+
+        from .preprocessing import prepare_input, resize_output
+
+        images = check_images_and_rays(images, rays)
+        count, height, width = images.shape[:3]
+        result = np.empty((count, height, width), dtype=np.float32)
+        with torch.inference_mode():
+            for start in range(0, count, self.batch_size):
+                stop = min(start + self.batch_size, count)
+                batch = np.stack([prepare_input(image, self.spec) for image in images[start:stop]])
+                tensor = torch.from_numpy(batch).to(self.device)
+                with autocast(self.device, self.dtype):
+                    raw = self.network(tensor)
+                resized = resize_output(raw.float(), (height, width), self.spec)
+                result[start:stop] = resized.cpu().numpy()
+        return result
+
+
+def load_estimator(
+    name: str,
+    models_dir: str | os.PathLike | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = DEFAULT_BATCH_SIZE,
+):
+    """The estimator called `name`: a registry model with its official weights, or a plug-in.
+
+    `python:FILE.py:FACTORY` loads a plug-in (device and precision are its own business).
+    Raises BadInputError (unknown name, a model without a network, bad device),
+    WeightsMissingError or WeightsInvalidError.
+    """
+    if plugins.is_plugin_reference(name):
+        return plugins.load_plugin(name)
+    try:
+        spec = registry.get(name)
+    except ValueError as error:
+        raise BadInputError(str(error)) from None
+    if not spec.architecture:
+        raise BadInputError(f"model {name!r} is not a network: it has no monocular estimator")
+    torch_device = choose_device(device)
+    dtype = choose_precision(torch_device, precision)
+    from .weights import load_network
+
+    return NetworkEstimator(spec, load_network(spec, models_dir), torch_device, dtype, batch_size)

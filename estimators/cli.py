@@ -41,7 +41,9 @@ For a photo, whose field of view is unknown, distance is depth along the camera 
 (metric models give it directly). The mask is 1 where the value is valid, 0 where
 the model puts the pixel at infinity (zero disparity; it then holds the far value).
 
---projection equirect (the default): 360 footage, seam-free across views.
+--projection equirect (the default): 360 footage (width = 2 x height), seen through
+the --views layout (default cube), aligned and blended seam-free; `distance` is along
+each pixel's ray, calibrated by --near/--far (default 1 m / 100 m for relative models).
 
 exit status: 0 done, 2 bad usage or bad input, 3 weights missing, 1 anything else.
 """
@@ -178,14 +180,15 @@ class _Plan:
 
 
 def _plan_outputs(args: argparse.Namespace, kind: str) -> _Plan:
-    """The kinds to save for estimator `kind`, with the near/far rule applied (perspective)."""
+    """The kinds to save for estimator `kind`; a photo's relative distance needs near/far."""
     if (args.near is None) != (args.far is None):
         raise BadInputError("--near and --far go together: give both or neither")
     if args.near is not None and not args.near < args.far:
         raise BadInputError(f"--near ({args.near}) must be less than --far ({args.far})")
     save = args.save or DEFAULT_SAVE
     plan = _Plan(save=save)
-    if kind == "relative-disparity" and "distance" in save and args.near is None:
+    perspective = args.projection == "perspective"
+    if perspective and kind == "relative-disparity" and "distance" in save and args.near is None:
         if args.save:
             raise BadInputError(
                 f"distance from the relative model {args.model!r} needs --near and --far "
@@ -216,9 +219,9 @@ def _check_inputs(inputs: list[str]) -> list[Path]:
 def _equirect_estimator():
     """`fusion.estimate_equirect`, the 360 path, or BadInputError while it does not exist.
 
-    It is called as `estimate_equirect(image [H, W, 3], estimator, layout=, ipd=, views=,
-    near=, far=)` and returns a mapping with the float32 [H, W] "distance" and
-    "disparity" and the bool [H, W] "mask".
+    Called as `estimate_equirect(image [H, W, 3], estimator, views, near=, far=)`; it
+    returns an object with float32 [H, W] `distance`, `disparity`, bool `mask`, the
+    `near`/`far` it used and its `timings`.
     """
     if importlib.util.find_spec(".fusion", __package__) is None:
         raise BadInputError(
@@ -306,6 +309,13 @@ def run_estimate(args: argparse.Namespace) -> int:
     perspective = args.projection == "perspective"
     if perspective and (args.layout != "mono" or args.model == "stereo"):
         raise BadInputError("stereo input is 360 footage: use --projection equirect")
+    if args.layout != "mono" or args.model == "stereo":
+        raise BadInputError("stereo 360 input is not available in this version yet")
+    if args.views is not None:
+        from .projection import PRESETS
+
+        if perspective or args.views not in PRESETS:
+            raise BadInputError(f"--views is one of {', '.join(PRESETS)}, for --projection equirect")
     if args.frames is not None:
         raise BadInputError("--frames applies to videos and image sequences, which are not available yet")
     if not plugins.is_plugin_reference(args.model) and args.model != "stereo":
@@ -316,12 +326,9 @@ def run_estimate(args: argparse.Namespace) -> int:
     from .network_estimator import load_estimator
 
     started = time.perf_counter()
-    if args.model == "stereo":
-        estimator = None
-    else:
-        estimator = load_estimator(args.model, args.models_dir, args.device, args.precision)
+    estimator = load_estimator(args.model, args.models_dir, args.device, args.precision)
     load_s = time.perf_counter() - started
-    plan = _plan_outputs(args, "metric-distance" if estimator is None else estimator.kind)
+    plan = _plan_outputs(args, estimator.kind)
     for note in plan.notes:
         print(f"note: {note}", file=sys.stderr)
 
@@ -342,8 +349,13 @@ def run_estimate(args: argparse.Namespace) -> int:
             )
             depth = {"distance": distance, "disparity": disparity, "mask": mask}
         else:
-            depth = dict(equirect(image, estimator, layout=args.layout, ipd=args.ipd,
-                                  views=args.views, near=args.near, far=args.far))
+            try:
+                fused = equirect(image, estimator, args.views or "cube", near=args.near, far=args.far)
+            except ValueError as error:  # the engine's input checks: this input cannot be used
+                raise BadInputError(f"{path}: {error}") from None
+            depth = {"distance": fused.distance, "disparity": fused.disparity, "mask": fused.mask}
+            calibration = {"near": fused.near, "far": fused.far, "views": args.views or "cube",
+                           "stages_s": {k: round(v, 4) for k, v in fused.timings.items()}}
         timings["estimate"] = time.perf_counter() - tick
         tick = time.perf_counter()
         try:
@@ -355,7 +367,7 @@ def run_estimate(args: argparse.Namespace) -> int:
         sidecar = {
             "input": str(path),
             "version": __version__,
-            "model": {"name": args.model, "kind": "stereo"} if estimator is None else _describe(estimator),
+            "model": _describe(estimator),
             "projection": args.projection,
             "size": {"width": width, "height": height},
             "options": {
@@ -367,6 +379,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         }
         if perspective:
             sidecar["rays"] = f"pinhole, {PHOTO_FOV_DEG:g} degrees horizontal field of view, looking along +X"
+        else:
+            sidecar["equirect"] = calibration
         image_io.write_json(out_dir / f"{path.stem}.json", sidecar)
         written = ", ".join(entry["file"] for entry in outputs.values())
         print(f"{path}: {written} in {out_dir} ({timings['estimate']:.2f} s)")

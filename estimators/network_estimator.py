@@ -104,8 +104,9 @@ def load_estimator(
         raise BadInputError(str(error)) from None
     if not spec.architecture:
         raise BadInputError(f"model {name!r} is not a network: it has no monocular estimator")
+    from .weights import existing_checkpoint, load_network
+
+    existing_checkpoint(spec, models_dir)  # a missing file is reported before torch is imported
     torch_device = choose_device(device)
     dtype = choose_precision(torch_device, precision)
-    from .weights import load_network
-
     return NetworkEstimator(spec, load_network(spec, models_dir), torch_device, dtype, batch_size)

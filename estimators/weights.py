@@ -82,6 +82,14 @@ def missing_weights_message(spec: ModelSpec, path: Path) -> str:
     )
 
 
+def existing_checkpoint(spec: ModelSpec, models_dir: str | os.PathLike | None = None) -> Path:
+    """The path of `spec`'s checkpoint; WeightsMissingError (exit 3) saying how to get it if absent."""
+    path = checkpoint_path(spec, models_dir)
+    if not path.is_file():
+        raise WeightsMissingError(missing_weights_message(spec, path))
+    return path
+
+
 def _is_state_dict(obj) -> bool:
     import torch
 
@@ -233,9 +241,7 @@ def load_network(spec: ModelSpec, models_dir: str | os.PathLike | None = None):
     WeightsMissingError (exit 3) names the file, the folder and where to get it;
     WeightsInvalidError (exit 2) names the file and what does not fit.
     """
-    path = checkpoint_path(spec, models_dir)
-    if not path.is_file():
-        raise WeightsMissingError(missing_weights_message(spec, path))
+    path = existing_checkpoint(spec, models_dir)
     expected_size = spec.size_bytes if path.name == spec.checkpoint else None
     converted = _convert(spec, read_state_dict(path, expected_size), path)
     _check_matches(spec, _expected_state(spec), converted, path)  # before paying for a real build

@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import OpenEXR
 import pytest
-
 from depth360.estimators import image_io
 from depth360.estimators.errors import BadInputError
 

@@ -1,0 +1,239 @@
+"""The `depth360` command line: help, version, models table, download refusal, usage errors, plug-ins."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from depth360.estimators import cli, registry
+from depth360.estimators.image_io import read_exr
+from depth360.estimators.projection import View, look_at
+from depth360.estimators.version import __version__
+
+DEPTH360 = Path(sys.executable).with_name("depth360")
+
+
+def _depth360(*args: str, models: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DEPTH360_MODELS": str(models or "/nonexistent/depth360-models")}
+    return subprocess.run([str(DEPTH360), *args], capture_output=True, text=True, timeout=300, env=env)
+
+
+def _table_rows(stdout: str) -> dict[str, str]:
+    return {line.split()[0]: line for line in stdout.splitlines()[2:] if line.strip()}
+
+
+def test_help_and_version():
+    result = _depth360("--help")
+    assert result.returncode == 0
+    assert "models" in result.stdout and "estimate" in result.stdout
+    estimate = _depth360("estimate", "--help")
+    assert estimate.returncode == 0
+    for option in ("--projection", "--models-dir", "--save", "--near", "--device", "exit status"):
+        assert option in estimate.stdout
+    version = _depth360("--version")
+    assert version.returncode == 0 and version.stdout.strip() == f"depth360 {__version__}"
+
+
+def test_models_lists_every_model_with_licence_and_presence(tmp_path):
+    result = _depth360("models", "--models-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert f"models folder: {tmp_path}" in result.stdout
+    rows = _table_rows(result.stdout)
+    assert list(rows) == [spec.name for spec in registry.all_specs()]
+    for spec in registry.all_specs():
+        row = rows[spec.name]
+        assert spec.family in row and spec.license in row and spec.kind in row
+        assert ("(non-commercial)" in row) == (not spec.commercial_use)
+        assert row.endswith("not needed" if spec.checkpoint is None else " no")
+
+    small = registry.get("depth-anything-v2-small")
+    (tmp_path / small.checkpoint).write_bytes(b"weights")
+    rows = _table_rows(_depth360("models", models=tmp_path).stdout)  # the folder from $DEPTH360_MODELS
+    assert rows[small.name].endswith(" yes")
+    assert rows["depth-anything-v2-base"].endswith(" no")
+
+
+def test_download_refuses_clearly_when_offline(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    models = tmp_path / "models"
+    result = _depth360("models", "download", "depth-anything-v2-small", "--models-dir", str(models),
+                       "--url", f"http://127.0.0.1:{port}/depth_anything_v2_vits.pth", "--quiet")
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert "cannot download depth-anything-v2-small" in result.stderr
+    assert not models.exists() or not any(models.iterdir())
+
+
+def test_download_of_an_unknown_model_is_bad_usage():
+    result = _depth360("models", "download", "no-such-model")
+    assert result.returncode == 2 and "unknown model 'no-such-model'" in result.stderr
+
+
+@pytest.fixture
+def photo(tmp_path) -> Path:
+    rgb = np.random.default_rng(5).integers(0, 256, size=(24, 40, 3), dtype=np.uint8)
+    path = tmp_path / "photo.png"
+    cv2.imwrite(str(path), rgb[..., ::-1])
+    return path
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--near", "1"], "--near and --far go together"),
+        (["--near", "5", "--far", "2"], "must be less than --far"),
+        (["--save", "distance"], "needs --near and --far"),
+        (["--save", "png16,preview"], "save one of them too"),
+        (["--layout", "top-bottom"], "stereo input is 360 footage"),
+        (["--frames", "1-5"], "not available yet"),
+    ],
+)
+def test_estimate_usage_errors_exit_2(tmp_path, photo, capsys, extra, message):
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(tmp_path / "out"), *extra]
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_estimate_bad_inputs_exit_2(tmp_path, capsys):
+    for name in ("missing.png", "clip.mp4"):
+        assert cli.main(["estimate", str(tmp_path / name), "--projection", "perspective", "-o", str(tmp_path)]) == 2
+        assert name in capsys.readouterr().err
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["estimate", "x.png", "-o", str(tmp_path), "--save", "depth"])
+    assert caught.value.code == 2
+
+
+def _plugin(tmp_path: Path, body: str) -> str:
+    path = tmp_path / "my_estimator.py"
+    path.write_text(textwrap.dedent(body))
+    return f"python:{path}:make"
+
+
+RELATIVE_PLUGIN = """
+    import numpy as np
+
+    class Brightness:
+        kind = "relative-disparity"
+
+        def predict(self, images, rays):
+            assert images.dtype == np.float32 and rays.shape == images.shape
+            return images.mean(axis=-1) + np.float32(0.25)
+
+    def make():
+        return Brightness()
+"""
+
+METRIC_PLUGIN = """
+    import numpy as np
+
+    class FromRays:
+        kind = "metric-distance"
+
+        def predict(self, images, rays):
+            return (2.0 + rays[..., 0]).astype(np.float32)
+
+    def make():
+        return FromRays()
+"""
+
+
+def test_relative_plugin_writes_its_disparity(tmp_path, photo, capsys):
+    out = tmp_path / "out"
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(out),
+            "--model", _plugin(tmp_path, RELATIVE_PLUGIN)]
+    assert cli.main(args) == 0
+    assert "writing disparity instead of distance" in capsys.readouterr().err
+    assert sorted(os.listdir(out)) == ["photo.disparity.exr", "photo.json", "photo.mask.exr", "photo.preview.png"]
+    image = cv2.imread(str(photo))[..., ::-1].astype(np.float32) / 255
+    np.testing.assert_array_equal(read_exr(out / "photo.disparity.exr"), image.mean(axis=-1) + np.float32(0.25))
+    assert read_exr(out / "photo.mask.exr").min() == 1.0
+    sidecar = json.loads((out / "photo.json").read_text())
+    assert sidecar["model"]["plugin"] is True and sidecar["model"]["kind"] == "relative-disparity"
+
+
+def test_relative_plugin_distance_follows_the_near_far_rule(tmp_path, photo):
+    out = tmp_path / "out"
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(out), "--save", "distance,png16",
+            "--near", "1", "--far", "10", "--model", _plugin(tmp_path, RELATIVE_PLUGIN)]
+    assert cli.main(args) == 0
+    distance = read_exr(out / "photo.distance.exr")
+    assert 1.0 <= distance.min() and distance.max() <= 10.0
+    assert np.isclose(np.percentile(distance, 2), 1.0, atol=0.05)
+    assert np.isclose(np.percentile(distance, 98), 10.0, rtol=0.02)
+    sidecar = json.loads((out / "photo.json").read_text())
+    assert sidecar["outputs"]["distance_png16"]["file"] == "photo.distance.png"
+
+
+def test_metric_plugin_gets_pinhole_rays_and_writes_distance(tmp_path, photo):
+    out = tmp_path / "out"
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(out),
+            "--save", "distance,disparity", "--model", _plugin(tmp_path, METRIC_PLUGIN)]
+    assert cli.main(args) == 0
+    rays = View(look_at((1.0, 0.0, 0.0)), cli.PHOTO_FOV_DEG, 24, 40).rays()
+    np.testing.assert_array_equal(read_exr(out / "photo.distance.exr"), 2.0 + rays[..., 0])
+    np.testing.assert_allclose(read_exr(out / "photo.disparity.exr"), 1.0 / (2.0 + rays[..., 0]), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ("def make():\n    return object()\n", "kind is None"),
+        ("class E:\n    kind = 'relative-disparity'\n    predict = None\ndef make():\n    return E()\n", "no callable predict"),
+        ("def other():\n    pass\n", "has no callable 'make'"),
+        ("raise RuntimeError('broken plug-in')\n", "failed to import: RuntimeError: broken plug-in"),
+        (RELATIVE_PLUGIN.replace("images.mean(axis=-1)", "images"), "predict returned shape"),
+    ],
+)
+def test_bad_plugins_exit_2(tmp_path, photo, capsys, body, message):
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(tmp_path / "out"),
+            "--model", _plugin(tmp_path, body)]
+    assert cli.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_plugin_file_must_exist(tmp_path, photo, capsys):
+    args = ["estimate", str(photo), "--projection", "perspective", "-o", str(tmp_path / "out"),
+            "--model", f"python:{tmp_path / 'nope.py'}:make"]
+    assert cli.main(args) == 2
+    assert "nope.py does not exist" in capsys.readouterr().err
+
+
+CONSTANT_METRIC_PLUGIN = """
+    import numpy as np
+
+    class Constant:
+        kind = "metric-distance"
+
+        def predict(self, images, rays):
+            return np.full(images.shape[:3], 3.0, np.float32)
+
+    def make():
+        return Constant()
+"""
+
+
+def test_equirect_projection_runs_the_360_path(tmp_path, capsys):
+    rgb = np.random.default_rng(6).integers(0, 256, size=(32, 64, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / "pano.png"), rgb)
+    out = tmp_path / "out"
+    plugin = _plugin(tmp_path, CONSTANT_METRIC_PLUGIN)
+    assert cli.main(["estimate", str(tmp_path / "pano.png"), "-o", str(out), "--model", plugin]) == 0
+    np.testing.assert_allclose(read_exr(out / "pano.distance.exr"), 3.0, rtol=1e-5)
+    assert read_exr(out / "pano.mask.exr").min() == 1.0
+    assert json.loads((out / "pano.json").read_text())["equirect"]["views"] == "cube"
+
+    cv2.imwrite(str(tmp_path / "wide.png"), rgb[:, :50])
+    assert cli.main(["estimate", str(tmp_path / "wide.png"), "-o", str(out), "--model", plugin]) == 2
+    assert "wide.png" in capsys.readouterr().err and not (out / "wide.json").exists()

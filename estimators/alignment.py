@@ -1,0 +1,378 @@
+"""Joint alignment of overlapping views' disparities (360MonoDepth-style deformable alignment).
+
+Model. Each view i carries a coarse grid (g x g control points over the view, bilinearly
+interpolated) of scale S_i and shift T_i. A relative estimator's output D_i (inverse
+planar depth up to scale and shift) becomes inverse distance along the ray as
+
+    aligned_i(p) = cos_i(p) * (S_i(p) * (D_i(p) - m_i) / n_i + T_i(p))
+
+where cos_i is the cosine to the view's optical axis (1 / distance = cos / z), and m_i,
+n_i the median and a robust spread of D_i, which keep the unknowns near 1 and make the
+result independent of the scale and shift each view happened to get. A metric estimator's inverse
+distance is only rescaled: aligned_i = S_i * D_i (no shift: metric errors are
+multiplicative, and keeping T = 0 preserves metric units).
+
+Solve. Wherever two views see the same equirect sample pixel, their aligned values
+should agree; all such pairs, over all views at once, form a sparse linear least-squares
+problem, plus smoothness terms on each grid (first and second differences for the
+scale, so a grid only bends where the overlaps ask it to and linear ramps stay cheap;
+strong first differences for the shift) and a tiny ridge on the shifts. The gauge is fixed by the
+exact constraint mean(S) = 1, which also rules out the trivial all-zero solution. Pair
+residuals are reweighted a few times (Cauchy IRLS) so occlusion edges and estimator
+blunders do not pull the fit; from the second pass on, residuals are taken relative to
+the local disparity so near and far surfaces count alike.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+from .projection import View, footprint
+
+Kind = Literal["relative-disparity", "metric-distance"]
+KINDS: tuple[str, ...] = ("relative-disparity", "metric-distance")
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Per-view correction grids found by `align_views`.
+
+    `scale`, `shift`: float64 [N, g, g] control values (row-major: [view, row, col]);
+    `centre`, `normaliser`: [N] each view's raw output is used as (raw - centre) / normaliser
+    (its median and 2..98 percentile spread for relative kinds; 0 and 1 for metric), so
+    the solution does not depend on the scale and shift the estimator happened to give;
+    `residual_before` / `residual_after`: robust RMS of the overlap disagreement (relative
+    to the local disparity) with per-view normalisation only, and after alignment;
+    `pairs`: how many overlap pairs the solve used.
+    """
+
+    kind: str
+    scale: np.ndarray
+    shift: np.ndarray
+    centre: np.ndarray
+    normaliser: np.ndarray
+    residual_before: float
+    residual_after: float
+    pairs: int
+
+    def apply(self, disparities: list[np.ndarray], views: tuple[View, ...]) -> list[np.ndarray]:
+        """Aligned inverse distance along the rays, float32 [h, w] per view."""
+        out = []
+        for i, (d, view) in enumerate(zip(disparities, views, strict=True)):
+            s = _upsample_grid(self.scale[i], view.height, view.width)
+            d = (np.asarray(d, dtype=np.float64) - self.centre[i]) / self.normaliser[i]
+            if self.kind == "metric-distance":
+                out.append((s * d).astype(np.float32))
+            else:
+                t = _upsample_grid(self.shift[i], view.height, view.width)
+                out.append((view.cos_to_axis() * (s * d + t)).astype(np.float32))
+        return out
+
+
+def _interp_matrix(n: int, g: int) -> np.ndarray:
+    """[n, g] bilinear weights of n pixel centres on g control points spanning the edges."""
+    if g == 1:
+        return np.ones((n, 1))
+    pos = np.clip(((np.arange(n) + 0.5) / n) * (g - 1), 0.0, g - 1.0)  # control spacing
+    i0 = np.minimum(np.floor(pos).astype(int), g - 2)
+    f = pos - i0
+    m = np.zeros((n, g))
+    m[np.arange(n), i0] = 1.0 - f
+    m[np.arange(n), i0 + 1] = f
+    return m
+
+
+def _upsample_grid(grid: np.ndarray, height: int, width: int) -> np.ndarray:
+    g = grid.shape[0]
+    return _interp_matrix(height, g) @ grid @ _interp_matrix(width, g).T
+
+
+def _grid_taps(a: np.ndarray, b: np.ndarray, g: int) -> tuple[np.ndarray, np.ndarray]:
+    """Control indices [P, 4] (row * g + col) and bilinear weights [P, 4] at normalised (a, b)."""
+    if g == 1:
+        idx = np.zeros((a.size, 4), dtype=np.int64)
+        w = np.zeros((a.size, 4))
+        w[:, 0] = 1.0
+        return idx, w
+    ca = np.clip((a + 1.0) / 2.0 * (g - 1), 0.0, g - 1.0)
+    cb = np.clip((b + 1.0) / 2.0 * (g - 1), 0.0, g - 1.0)
+    i0 = np.minimum(np.floor(ca).astype(np.int64), g - 2)
+    j0 = np.minimum(np.floor(cb).astype(np.int64), g - 2)
+    fa = ca - i0
+    fb = cb - j0
+    idx = np.stack((j0 * g + i0, j0 * g + i0 + 1, (j0 + 1) * g + i0, (j0 + 1) * g + i0 + 1), axis=1)
+    w = np.stack(((1 - fb) * (1 - fa), (1 - fb) * fa, fb * (1 - fa), fb * fa), axis=1)
+    return idx, w
+
+
+def _difference_rows(n_views: int, g: int, order: int) -> sp.csr_matrix:
+    """First (order 1) or second (order 2) differences along the rows and columns of each grid."""
+    stencil = [1.0, -1.0] if order == 1 else [1.0, -2.0, 1.0]
+    span = len(stencil)
+    rows, cols, vals = [], [], []
+    r = 0
+    for v in range(n_views):
+        base = v * g * g
+        for j in range(g):
+            for i in range(g):
+                for step, room in ((1, g - i), (g, g - j)):  # along a row, along a column
+                    if room < span:
+                        continue
+                    for k, c in enumerate(stencil):
+                        rows.append(r)
+                        cols.append(base + j * g + i + k * step)
+                        vals.append(c)
+                    r += 1
+    return sp.csr_matrix((vals, (rows, cols)), shape=(r, n_views * g * g))
+
+
+def robust_spread(values: np.ndarray) -> float:
+    """2nd..98th percentile range of finite values (1 where that is empty or zero)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 1.0
+    lo, hi = np.percentile(finite, [2.0, 98.0])
+    spread = float(hi - lo)
+    return spread if spread > 0 else max(float(np.abs(finite).max()), 1.0)
+
+
+def align_views(
+    disparities: list[np.ndarray],
+    views: tuple[View, ...],
+    *,
+    kind: Kind = "relative-disparity",
+    grid: int = 4,
+    smoothness: float = 0.02,
+    curvature: float = 0.2,
+    shift_smoothness: float = 1.0,
+    shift_ridge: float = 1e-3,
+    sample_height: int = 96,
+    iterations: int = 3,
+    robust: bool = True,
+    valid: list[np.ndarray] | None = None,
+) -> Alignment:
+    """Solve all views' correction grids jointly from their overlaps (see the module doc).
+
+    `disparities`: per view [h, w]; for `relative-disparity` the estimator's inverse planar
+    depth (up to scale and shift), for `metric-distance` inverse distance along the rays.
+    `grid`: control points per side (1 = one scale and shift per view).
+    `smoothness`, `curvature`: weights (relative to the data) of the first- and
+    second-difference regularisers of the scale grids; curvature leaves linear ramps free.
+    `shift_smoothness`: first-difference weight of the shift grids. It is high by default:
+    a nearly constant shift per view is what the estimators' ambiguity is, and a bendy
+    shift field is almost unobservable (any smooth global ray-disparity field h gives
+    T_i = h / cos_i), so letting it bend only lets low-frequency errors in.
+    `shift_ridge`: tiny pull of the shifts towards 0, for a well-posed system.
+    `sample_height`: the overlap samples are taken on an equirect grid of this height.
+    `iterations`: IRLS passes of each stage; `robust=False` solves plain least squares.
+    `valid`: optional bool masks per view of pixels to use.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown estimator kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if len(disparities) != len(views):
+        raise ValueError(f"got {len(disparities)} disparity maps for {len(views)} views")
+    if grid < 1:
+        raise ValueError(f"alignment grid must have at least 1 control point per side, got {grid}")
+    if iterations < 1:
+        raise ValueError(f"alignment needs at least 1 iteration, got {iterations}")
+    n_views = len(views)
+    metric = kind == "metric-distance"
+
+    maps = []
+    normaliser = np.ones(n_views)
+    centre = np.zeros(n_views)
+    for i, (d, view) in enumerate(zip(disparities, views, strict=True)):
+        d = np.asarray(d, dtype=np.float64)
+        if d.shape != (view.height, view.width):
+            raise ValueError(f"view {i}: disparity shape {d.shape} does not match the view's {(view.height, view.width)}")
+        ok = np.isfinite(d) if valid is None else np.isfinite(d) & np.asarray(valid[i], dtype=bool)
+        if not metric:
+            normaliser[i] = robust_spread(d[ok])
+            centre[i] = float(np.median(d[ok])) if ok.any() else 0.0
+        maps.append((np.where(ok, d - centre[i], 0.0) / normaliser[i], ok))
+
+    def identity(g: int) -> Alignment:
+        return Alignment(kind, np.ones((n_views, g, g)), np.zeros((n_views, g, g)), centre, normaliser, 0.0, 0.0, 0)
+
+    samples = _overlap_samples(maps, views, max(8, int(sample_height)))
+    if samples is None:
+        return identity(grid)
+    # Stage 1: one scale and shift per view, robust to blunders in absolute terms.
+    coarse = _Problem(samples, n_views, 1, metric, smoothness, curvature, shift_smoothness, shift_ridge)
+    x = coarse.solve(None, max(iterations, 4) if robust else 1)
+    level = coarse.levels(x)
+    residual_before = _robust_rms(coarse.pairs @ coarse.identity() / coarse.levels(coarse.identity()))
+    problem = coarse
+    if grid > 1:
+        # Stage 2: the grids. Each view is first re-centred on its own zero (the raw value
+        # stage 1 maps to infinite distance), so that a spatially varying scale acts on
+        # the disparity itself and the shift grid stays near 0, where it is regularised.
+        if not metric:
+            zero = -x[n_views:] / np.where(np.abs(x[:n_views]) > 1e-9, x[:n_views], 1.0)
+            centre = centre + normaliser * zero
+            samples = replace(samples, value=samples.value - zero[samples.view])
+            x = np.r_[x[:n_views], np.zeros(n_views)]
+        problem = _Problem(samples, n_views, grid, metric, smoothness, curvature, shift_smoothness, shift_ridge)
+        start = problem.lift(x, coarse)
+        # Residuals are taken relative to stage 1's disparity (so near and far surfaces
+        # count alike); the seed weights down-weight blunders before the grids can bend.
+        if robust:
+            x = problem.solve(problem.weights_for(start, level), iterations, level)
+        else:
+            x = problem.solve(1.0 / level**2, 1)
+    residual_after = _robust_rms(problem.pairs @ x / level)
+    n_scale = n_views * grid * grid
+    scale = x[:n_scale].reshape(n_views, grid, grid)
+    shift = np.zeros_like(scale) if metric else x[n_scale:].reshape(n_views, grid, grid)
+    return Alignment(kind, scale, shift, centre, normaliser, residual_before, residual_after, problem.n_pairs)
+
+
+@dataclass(frozen=True)
+class _Samples:
+    """Overlap samples: per entry (view, equirect sample pixel), sorted by pixel, and the pairs."""
+
+    view: np.ndarray
+    value: np.ndarray
+    cos: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    first: np.ndarray
+    second: np.ndarray
+
+
+def _overlap_samples(maps, views: tuple[View, ...], sample_h: int) -> _Samples | None:
+    sample_w = 2 * sample_h
+    parts = []
+    for i, (view, (d, ok)) in enumerate(zip(views, maps, strict=True)):
+        fp = footprint(view, sample_h, sample_w)
+        sel = np.flatnonzero((np.abs(fp.a) < 0.98) & (np.abs(fp.b) < 0.98))
+        if sel.size == 0:
+            continue
+        sub = type(fp)(*(arr[sel] for arr in (fp.pixels, fp.x, fp.y, fp.a, fp.b)))
+        good = sub.sample(ok.astype(np.float32), view) > 0.999
+        value = sub.sample(d, view)[good]
+        cos = sub.sample(np.asarray(view.cos_to_axis(), dtype=np.float64), view)[good]
+        parts.append((sub.pixels[good], np.full(value.size, i), value, cos, sub.a[good], sub.b[good]))
+    if not parts:
+        return None
+    pix, view, value, cos, a, b = (np.concatenate(col) for col in zip(*parts, strict=True))
+    order = np.argsort(pix, kind="stable")
+    pix = pix[order]
+    first, second = [], []
+    for offset in range(1, len(views)):
+        same = np.flatnonzero(pix[:-offset] == pix[offset:])
+        if same.size == 0:
+            break
+        first.append(same)
+        second.append(same + offset)
+    if not first:
+        return None
+    return _Samples(
+        view[order], value[order], cos[order], a[order].astype(np.float64), b[order].astype(np.float64),
+        np.concatenate(first), np.concatenate(second),
+    )
+
+
+class _Problem:
+    """The sparse least-squares system for one grid size."""
+
+    def __init__(self, samples: _Samples, n_views, grid, metric, smoothness, curvature, shift_smoothness, shift_ridge):
+        self.n_views, self.grid, self.metric = n_views, grid, metric
+        g2 = grid * grid
+        self.n_scale = n_views * g2
+        self.n_unknowns = self.n_scale if metric else 2 * self.n_scale
+        cidx, cw = _grid_taps(samples.a, samples.b, grid)
+        cidx = cidx + (samples.view * g2)[:, None]
+        if metric:
+            cols, vals = cidx, cw * samples.value[:, None]
+        else:
+            cols = np.concatenate((cidx, cidx + self.n_scale), axis=1)
+            vals = np.concatenate((cw * (samples.cos * samples.value)[:, None], cw * samples.cos[:, None]), axis=1)
+        n_entries = samples.value.size
+        design = sp.csr_matrix(
+            (vals.ravel(), (np.repeat(np.arange(n_entries), cols.shape[1]), cols.ravel())),
+            shape=(n_entries, self.n_unknowns),
+        )
+        self.design_first = design[samples.first]
+        self.design_second = design[samples.second]
+        self.pairs = (self.design_first - self.design_second).tocsr()
+        self.n_pairs = self.pairs.shape[0]
+
+        # Regulariser, scaled with the number of pairs so its strength does not depend on
+        # how densely the overlaps are sampled.
+        per_field = self.n_pairs / max(self.n_scale, 1)
+        reg = sp.csr_matrix((self.n_unknowns, self.n_unknowns))
+        terms = [(0, 1, smoothness), (0, 2, curvature)]
+        if not metric:
+            terms += [(self.n_scale, 1, shift_smoothness), (self.n_scale, 2, curvature)]
+        for off, order, weight in terms:
+            diff = _difference_rows(n_views, grid, order)
+            if diff.shape[0] == 0 or weight <= 0:
+                continue
+            block = (diff.T @ diff) * (weight**2 * per_field)
+            embed = sp.eye(self.n_scale, self.n_unknowns, k=off, format="csr")
+            reg = reg + (embed.T @ block @ embed)
+        if not metric:
+            reg = reg + sp.diags(np.r_[np.zeros(self.n_scale), np.full(self.n_scale, shift_ridge**2 * per_field)])
+        self.regulariser = reg
+        self.gauge = np.r_[np.full(self.n_scale, 1.0 / self.n_scale), np.zeros(self.n_unknowns - self.n_scale)]
+
+    def identity(self) -> np.ndarray:
+        return np.r_[np.ones(self.n_scale), np.zeros(self.n_unknowns - self.n_scale)]
+
+    def lift(self, x_coarse: np.ndarray, coarse: _Problem) -> np.ndarray:
+        """A per-view (grid 1) solution expressed on this problem's grid."""
+        g2 = self.grid * self.grid
+        scale = np.repeat(x_coarse[: coarse.n_scale], g2)
+        shift = np.repeat(x_coarse[coarse.n_scale :], g2)
+        return np.r_[scale, shift]
+
+    def levels(self, x: np.ndarray) -> np.ndarray:
+        """Each pair's aligned disparity (mean of the two views), floored at 5% of the median."""
+        level = 0.5 * np.abs(self.design_first @ x + self.design_second @ x)
+        return np.maximum(level, max(0.05 * float(np.median(level)), 1e-12))
+
+    def weights_for(self, x: np.ndarray, level: np.ndarray | None, tolerance: float = 3.0) -> np.ndarray:
+        """Cauchy IRLS weights of the residuals relative to a fixed `level` (None: absolute).
+
+        The level must not follow the current solution: dividing by it would reward
+        inflating the disparities, and the solve would drift towards constant maps.
+        """
+        level = np.ones(self.n_pairs) if level is None else level
+        rel = (self.pairs @ x) / level
+        sigma = max(1.4826 * float(np.median(np.abs(rel))), 1e-9)
+        weights = 1.0 / (level**2 * (1.0 + (rel / (tolerance * sigma)) ** 2))
+        return weights * (self.n_pairs / weights.sum())
+
+    def solve(
+        self, weights: np.ndarray | None, iterations: int, level: np.ndarray | None = None
+    ) -> np.ndarray:
+        """IRLS: minimise the weighted pair residuals + regulariser with mean(scale) = 1."""
+        weights = np.ones(self.n_pairs) if weights is None else weights
+        gauge = sp.csc_matrix(self.gauge[None, :])
+        rhs = np.zeros(self.n_unknowns + 1)
+        rhs[-1] = 1.0
+        x = self.identity()
+        for it in range(iterations):
+            if it > 0:
+                weights = self.weights_for(x, level)
+            normal = (self.pairs.T @ sp.diags(weights) @ self.pairs + self.regulariser).tocsc()
+            kkt = sp.bmat([[normal, gauge.T], [gauge, None]]).tocsc()
+            x = spla.spsolve(kkt, rhs)[: self.n_unknowns]
+            if not np.all(np.isfinite(x)):
+                raise ValueError("view alignment failed: the overlap system is singular (do the views overlap?)")
+        return x
+
+
+def _robust_rms(residuals: np.ndarray) -> float:
+    """RMS of the residuals below their 95th absolute percentile (occlusion edges left out)."""
+    if residuals.size == 0:
+        return 0.0
+    r = np.abs(residuals)
+    r = r[r <= np.percentile(r, 95.0)]
+    return float(np.sqrt(np.mean(r * r))) if r.size else 0.0

@@ -27,19 +27,14 @@ import numpy as np
 
 ResizeMethod = Literal["lower_bound", "upper_bound", "minimal"]
 
-# MiDaS networks whose official transform has keep_aspect_ratio=False (model_loader.py).
-SQUARE_INPUT_ARCHITECTURES = frozenset(
-    {"midas-dpt-swin2-large-384", "midas-dpt-swin2-tiny-256", "midas-dpt-levit-224"}
-)
-
-
 class InputSpec(Protocol):
     """The fields of a `registry.ModelSpec` that this module reads."""
 
     family: str
-    architecture: str
     input_size: int
     multiple_of: int
+    resize_method: str
+    keep_aspect_ratio: bool
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
 
@@ -96,13 +91,12 @@ def resized_shape(
 
 def network_input_shape(height: int, width: int, spec: InputSpec) -> tuple[int, int]:
     """(H, W) of the network input that `prepare_input` makes from a `height` x `width` image."""
-    size, multiple = spec.input_size, spec.multiple_of
-    if spec.family == "depth-anything-v2":
-        return resized_shape(height, width, size, size, multiple, "lower_bound")
-    if spec.family == "midas":
-        keep_aspect = spec.architecture not in SQUARE_INPUT_ARCHITECTURES
-        return resized_shape(height, width, size, size, multiple, "minimal", keep_aspect)
-    raise ValueError(f"model family {spec.family!r} has no network input to prepare")
+    if spec.family == "stereo":
+        raise ValueError(f"model family {spec.family!r} has no network input to prepare")
+    size = spec.input_size
+    return resized_shape(
+        height, width, size, size, spec.multiple_of, spec.resize_method, spec.keep_aspect_ratio
+    )
 
 
 def prepare_input(image: np.ndarray, spec: InputSpec) -> np.ndarray:

@@ -37,8 +37,10 @@ class ModelSpec:
     url: str | None = None
     size_bytes: int | None = None  # expected size of the official file, when known
     sha256: str | None = None  # when the publisher gives one
-    input_size: int = 518  # the lower side of the network input
+    input_size: int = 518  # the network's native input side
     multiple_of: int = 14  # network input sides are rounded to this
+    resize_method: Literal["lower_bound", "minimal"] = "lower_bound"  # the official rule
+    keep_aspect_ratio: bool = True  # False: the official transform squashes to a square
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     max_depth: float | None = None  # metric models: the head's range in metres
@@ -84,7 +86,7 @@ def _depth_anything_metric(scene: str, dataset: str, max_depth: float, size: str
     )
 
 
-def _midas(stem: str, release: str, input_size: int, title: str) -> ModelSpec:
+def _midas(stem: str, release: str, input_size: int, title: str, keep_aspect: bool = True) -> ModelSpec:
     return ModelSpec(
         name=f"midas-{stem.replace('_', '-')}",
         title=title,
@@ -97,6 +99,8 @@ def _midas(stem: str, release: str, input_size: int, title: str) -> ModelSpec:
         url=f"{_MIDAS_RELEASES}/{release}/{stem}.pt",
         input_size=input_size,
         multiple_of=32,
+        resize_method="minimal",
+        keep_aspect_ratio=keep_aspect,
         mean=HALF,
         std=HALF,
     )
@@ -113,9 +117,9 @@ _SPECS: tuple[ModelSpec, ...] = (
     ),
     _midas("dpt_beit_large_512", "v3_1", 512, "MiDaS v3.1 BEiT-L 512"),
     _midas("dpt_beit_base_384", "v3_1", 384, "MiDaS v3.1 BEiT-B 384"),
-    _midas("dpt_swin2_large_384", "v3_1", 384, "MiDaS v3.1 Swin2-L 384"),
-    _midas("dpt_swin2_tiny_256", "v3_1", 256, "MiDaS v3.1 Swin2-T 256"),
-    _midas("dpt_levit_224", "v3_1", 224, "MiDaS v3.1 LeViT 224"),
+    _midas("dpt_swin2_large_384", "v3_1", 384, "MiDaS v3.1 Swin2-L 384", keep_aspect=False),
+    _midas("dpt_swin2_tiny_256", "v3_1", 256, "MiDaS v3.1 Swin2-T 256", keep_aspect=False),
+    _midas("dpt_levit_224", "v3_1", 224, "MiDaS v3.1 LeViT 224", keep_aspect=False),
     _midas("dpt_large_384", "v3", 384, "MiDaS v3.0 DPT-Large 384"),
     _midas("dpt_hybrid_384", "v3", 384, "MiDaS v3.0 DPT-Hybrid 384"),
     ModelSpec(

@@ -19,6 +19,10 @@ def plate_material(name: str, image: bpy.types.Image, footage: Footage) -> bpy.t
     material = bpy.data.materials.new(name)
     if material.node_tree is None:  # Blender 4.x; 5.0 materials always have nodes
         material.use_nodes = True
+    # A backdrop, not a light: thousands of emissive triangles would make Cycles build
+    # and sample a huge light tree (Blender 4.0+).
+    if hasattr(material.cycles, "emission_sampling"):
+        material.cycles.emission_sampling = "NONE"
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     texture = nodes.new("ShaderNodeTexImage")

@@ -128,7 +128,8 @@ def add_sphere(scene, name, location, radius, colour, emission: bool) -> bpy.typ
     mesh.polygons.foreach_set("use_smooth", [True] * len(mesh.polygons))
     obj.location = location
     material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    if material.node_tree is None:  # Blender 4.x
+        material.use_nodes = True
     nodes = material.node_tree.nodes
     nodes.clear()
     shader = nodes.new("ShaderNodeEmission" if emission else "ShaderNodeBsdfDiffuse")

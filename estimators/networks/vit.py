@@ -12,6 +12,7 @@ ResNet stages instead. The reassembly is shared with the BEiT backbone (beit.py)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 from torch import nn
@@ -84,16 +85,18 @@ def resize_position_embedding(pos_embed: torch.Tensor, grid: tuple[int, int]) ->
 
 @dataclass(frozen=True)
 class _ViTConfig:
-    timm_name: str
     dim: int
+    depth: int
+    num_heads: int
     hooks: tuple[int, ...]  # blocks whose outputs are reassembled (the hybrid: last two only)
     channels: tuple[int, int, int, int]  # feature-map channels, finest first
-    hybrid: bool
+    hybrid: bool  # patch embedding by ResNet-50 stages (timm vit_base_r50_s16_384)
 
 
+PRETRAIN_SIZE = 384
 CONFIGS: dict[str, _ViTConfig] = {
-    "vitl16_384": _ViTConfig("vit_large_patch16_384", 1024, (5, 11, 17, 23), (256, 512, 1024, 1024), False),
-    "vitb_rn50_384": _ViTConfig("vit_base_r50_s16_384", 768, (8, 11), (256, 512, 768, 768), True),
+    "vitl16_384": _ViTConfig(1024, 24, 16, (5, 11, 17, 23), (256, 512, 1024, 1024), False),
+    "vitb_rn50_384": _ViTConfig(768, 12, 12, (8, 11), (256, 512, 768, 768), True),
 }
 
 
@@ -104,16 +107,53 @@ def _config(name: str) -> _ViTConfig:
         raise ValueError(f"unknown MiDaS ViT backbone {name!r}; known: {sorted(CONFIGS)}") from None
 
 
+class HybridPatchEmbed(nn.Module):
+    """ResNet-50 stages 1-3 (1/16 of the input, 1024 channels) and a 1x1 projection to `dim`.
+
+    The keys of timm's HybridEmbed (`backbone.*`, `proj.*`), built without the dummy forward
+    pass timm uses to size it.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from timm.layers import StdConv2dSame
+        from timm.models.resnetv2 import ResNetV2
+
+        self.backbone = ResNetV2(
+            layers=(3, 4, 9),
+            num_classes=0,
+            global_pool="",
+            preact=False,
+            stem_type="same",
+            conv_layer=partial(StdConv2dSame, eps=1e-8),
+        )
+        self.proj = nn.Conv2d(self.backbone.num_features, dim, kernel_size=1)
+
+
 class ViTBackbone(nn.Module):
     """The `pretrained` module of MiDaS v3.0: a timm ViT (`model`) and its reassembly."""
 
     def __init__(self, config: _ViTConfig):
         super().__init__()
-        import timm
+        from timm.models.vision_transformer import VisionTransformer
 
         self.hybrid = config.hybrid
         self.hooks = config.hooks
-        self.model = timm.create_model(config.timm_name, pretrained=False, num_classes=0)
+        # weight_init="skip" keeps PyTorch's default layer init (timm's is much slower for
+        # ViT-L); the embeddings it leaves uninitialised are set below.
+        self.model = VisionTransformer(
+            img_size=PRETRAIN_SIZE,
+            patch_size=PATCH_SIZE,
+            embed_dim=config.dim,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            num_classes=0,
+            weight_init="skip",
+        )
+        nn.init.trunc_normal_(self.model.pos_embed, std=0.02)
+        nn.init.normal_(self.model.cls_token, std=1e-6)
+        if config.hybrid:
+            self.model.patch_embed = HybridPatchEmbed(config.dim)
         first_level = 3 if config.hybrid else 1
         for level in range(first_level, 5):
             reassemble = Reassemble(config.dim, config.channels[level - 1], level)

@@ -250,14 +250,14 @@ def _overlap_samples(maps, views: tuple[View, ...], sample_h: int) -> _Samples |
     parts = []
     for i, (view, (d, ok)) in enumerate(zip(views, maps, strict=True)):
         fp = footprint(view, sample_h, sample_w)
-        sel = np.flatnonzero((np.abs(fp.a) < 0.98) & (np.abs(fp.b) < 0.98))
-        if sel.size == 0:
+        sub = fp.subset((np.abs(fp.a) < 0.98) & (np.abs(fp.b) < 0.98))
+        if sub.pixels.size == 0:
             continue
-        sub = type(fp)(*(arr[sel] for arr in (fp.pixels, fp.x, fp.y, fp.a, fp.b)))
-        good = sub.sample(ok.astype(np.float32), view) > 0.999
-        value = sub.sample(d, view)[good]
-        cos = sub.sample(np.asarray(view.cos_to_axis(), dtype=np.float64), view)[good]
-        parts.append((sub.pixels[good], np.full(value.size, i), value, cos, sub.a[good], sub.b[good]))
+        good = sub.sample(ok.astype(np.float32)) > 0.999
+        value = sub.sample(d)[good].astype(np.float64)
+        cos = sub.sample(view.cos_to_axis())[good].astype(np.float64)
+        a, b = sub.a[good], sub.b[good]
+        parts.append((sub.pixels[good], np.full(value.size, i), value, cos, a, b))
     if not parts:
         return None
     pix, view, value, cos, a, b = (np.concatenate(col) for col in zip(*parts, strict=True))

@@ -9,6 +9,8 @@ special case: the footprints are computed from rays.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .projection import View, footprint
@@ -28,6 +30,14 @@ def view_weight(view: View, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return border_weight(a, b)
 
 
+@functools.lru_cache(maxsize=64)
+def _footprint_weights(view: View, height: int, width: int) -> np.ndarray:
+    fp = footprint(view, height, width)
+    weights = view_weight(view, fp.a, fp.b)
+    weights.setflags(write=False)
+    return weights
+
+
 def blend_to_equirect(
     view_maps: list[np.ndarray] | np.ndarray,
     views: tuple[View, ...],
@@ -37,9 +47,9 @@ def blend_to_equirect(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Merge per-view maps [h, w] into an H x W equirect map by the border weights.
 
-    `valid` (optional, bool per view pixel) drops pixels a view has no value for.
-    Returns (merged float32 [H, W], weight sum float32 [H, W]); where the weight sum is 0
-    no view saw the pixel and the merged value is 0.
+    `valid` (optional, bool per view pixel) drops pixels a view has no value for (and
+    their bilinear neighbours). Returns (merged float32 [H, W], weight sum float32 [H, W]);
+    where the weight sum is 0 no view saw the pixel and the merged value is 0.
     """
     if len(view_maps) != len(views):
         raise ValueError(f"got {len(view_maps)} view maps for {len(views)} views")
@@ -52,12 +62,12 @@ def blend_to_equirect(
                 f"view {i}: map shape {values.shape} does not match the view's {(view.height, view.width)}"
             )
         fp = footprint(view, height, width)
-        w = view_weight(view, fp.a, fp.b).astype(np.float64)
+        weights = _footprint_weights(view, height, width)
         if valid is not None:
-            w *= fp.sample(np.asarray(valid[i], dtype=np.float32), view) > 0.999
-        sampled = fp.sample(values, view)
-        total += np.bincount(fp.pixels, weights=w * sampled, minlength=height * width)
-        weight_sum += np.bincount(fp.pixels, weights=w, minlength=height * width)
+            weights = weights * (fp.sample(np.asarray(valid[i], dtype=np.float32)) > 0.999)
+        # Footprint pixels are unique, so fancy-index accumulation is exact.
+        total[fp.pixels] += weights * fp.sample(values)
+        weight_sum[fp.pixels] += weights
     merged = np.divide(total, weight_sum, out=np.zeros_like(total), where=weight_sum > 0)
     return (
         merged.reshape(height, width).astype(np.float32),

@@ -212,6 +212,98 @@ def make_views(
 
 # --- sampling ---------------------------------------------------------------------------
 
+Interpolation = Literal["bilinear", "bicubic", "nearest"]
+_PAD = 2  # source padding: enough for bicubic taps
+_REMAP_COLUMNS = 4096  # OpenCV's remap needs both output sides below 32767
+
+
+def _cv2_interpolation(interpolation: Interpolation) -> int:
+    import cv2
+
+    modes = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+    if interpolation not in modes:
+        raise ValueError(f"interpolation must be one of {', '.join(modes)}, got {interpolation!r}")
+    return modes[interpolation]
+
+
+def pad_equirect(image: np.ndarray, pad: int = _PAD) -> np.ndarray:
+    """Pad an equirect image so plain interpolation is right at the wrap and the poles.
+
+    Columns wrap; the rows above the top (below the bottom) are the rows just past the
+    pole: the same rows mirrored, half a turn away in longitude.
+    """
+    height, width = image.shape[:2]
+    if pad > height:
+        raise ValueError(f"equirect image of {height} rows is too small to pad by {pad}")
+    half = width // 2
+    top = np.roll(image[pad - 1 :: -1], half, axis=1)
+    bottom = np.roll(image[: height - pad - 1 : -1], half, axis=1)
+    tall = np.concatenate((top, image, bottom), axis=0)
+    return np.concatenate((tall[:, width - pad :], tall, tall[:, :pad]), axis=1)
+
+
+def _remap(source: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: Interpolation) -> np.ndarray:
+    """cv2.remap of float32 `source` [h, w] or [h, w, C] at float32 maps of any shape."""
+    import cv2
+
+    flag = _cv2_interpolation(interpolation)
+    shape = map_x.shape
+    flat_x = map_x.reshape(-1)
+    flat_y = map_y.reshape(-1)
+    n = flat_x.size
+    if n == 0:
+        return np.zeros((*shape, *source.shape[2:]), dtype=np.float32)
+    cols = min(n, _REMAP_COLUMNS)
+    rows = -(-n // cols)
+    if rows * cols != n:
+        flat_x = np.concatenate((flat_x, np.zeros(rows * cols - n, np.float32)))
+        flat_y = np.concatenate((flat_y, np.zeros(rows * cols - n, np.float32)))
+    grid_x = flat_x.reshape(rows, cols)
+    grid_y = flat_y.reshape(rows, cols)
+    channels = source.shape[2] if source.ndim == 3 else 0
+    if channels <= 4:
+        out = cv2.remap(source, grid_x, grid_y, flag, borderMode=cv2.BORDER_REPLICATE)
+        if channels == 1:
+            out = out[..., None]
+    else:
+        out = np.stack(
+            [cv2.remap(np.ascontiguousarray(source[..., c]), grid_x, grid_y, flag, borderMode=cv2.BORDER_REPLICATE) for c in range(channels)],
+            axis=-1,
+        )
+    out = out.reshape(rows * cols, *source.shape[2:])[:n]
+    return out.reshape(*shape, *source.shape[2:])
+
+
+@functools.lru_cache(maxsize=64)
+def _view_source_maps(view: View, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Where each view pixel lies in the padded H x W equirect image: (map_x, map_y) float32."""
+    rows, cols = direction_to_pixel(view.rays(), height, width)
+    map_x = (cols + _PAD).astype(np.float32)
+    map_y = (rows + _PAD).astype(np.float32)
+    map_x.setflags(write=False)
+    map_y.setflags(write=False)
+    return map_x, map_y
+
+
+def equirect_to_views(
+    image: np.ndarray, views: tuple[View, ...], interpolation: Interpolation = "bilinear"
+) -> list[np.ndarray]:
+    """Sample an equirect image [H, W] or [H, W, C] into each view, right at poles and wrap.
+
+    Returns one float32 array [h, w] or [h, w, C] per view (views may differ in size).
+    Bicubic may overshoot the input's range; clip where that matters.
+    """
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"equirect image must be [H, W] or [H, W, C], got shape {image.shape}")
+    height, width = image.shape[:2]
+    padded = pad_equirect(image.astype(np.float32, copy=False))
+    out = []
+    for view in views:
+        map_x, map_y = _view_source_maps(view, height, width)
+        out.append(_remap(padded, map_x, map_y, interpolation))
+    return out
+
 
 def equirect_bilinear_taps(
     rows: np.ndarray, cols: np.ndarray, height: int, width: int
@@ -240,110 +332,87 @@ def equirect_bilinear_taps(
     return np.stack(idx, axis=-1), np.stack(wts, axis=-1)
 
 
-def plane_bilinear_taps(
-    x: np.ndarray, y: np.ndarray, height: int, width: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Flat indices [..., 4] and weights [..., 4] of bilinear taps into an h x w view, edges clamped."""
-    x = np.clip(x, 0.0, width - 1.0)
-    y = np.clip(y, 0.0, height - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.int64), max(width - 2, 0))
-    y0 = np.minimum(np.floor(y).astype(np.int64), max(height - 2, 0))
-    fx = (x - x0).astype(np.float32)
-    fy = (y - y0).astype(np.float32)
-    x1 = np.minimum(x0 + 1, width - 1)
-    y1 = np.minimum(y0 + 1, height - 1)
-    idx = np.stack((y0 * width + x0, y0 * width + x1, y1 * width + x0, y1 * width + x1), axis=-1)
-    wts = np.stack(((1 - fy) * (1 - fx), (1 - fy) * fx, fy * (1 - fx), fy * fx), axis=-1)
-    return idx, wts
-
-
-def gather(values: np.ndarray, idx: np.ndarray, wts: np.ndarray) -> np.ndarray:
-    """Weighted sum of taps: values [P] or [P, C] (flattened image), idx/wts [..., 4]."""
-    taps = values[idx]  # [..., 4] or [..., 4, C]
-    if values.ndim == 1:
-        return np.einsum("...k,...k->...", taps, wts)
-    return np.einsum("...kc,...k->...c", taps, wts)
-
-
-@functools.lru_cache(maxsize=16)
-def _view_sampling_taps(view: View, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
-    rows, cols = direction_to_pixel(view.rays(), height, width)
-    idx, wts = equirect_bilinear_taps(rows, cols, height, width)
-    idx.setflags(write=False)
-    wts.setflags(write=False)
-    return idx, wts
-
-
-def equirect_to_views(image: np.ndarray, views: tuple[View, ...]) -> list[np.ndarray]:
-    """Bilinearly sample an equirect image [H, W] or [H, W, C] into each view.
-
-    Returns one float32 array [h, w] or [h, w, C] per view (views may differ in size).
-    """
-    image = np.asarray(image)
-    if image.ndim not in (2, 3):
-        raise ValueError(f"equirect image must be [H, W] or [H, W, C], got shape {image.shape}")
-    height, width = image.shape[:2]
-    flat = image.reshape(height * width, *image.shape[2:]).astype(np.float32, copy=False)
-    out = []
-    for view in views:
-        idx, wts = _view_sampling_taps(view, height, width)
-        out.append(gather(flat, idx, wts).astype(np.float32, copy=False))
-    return out
-
-
 @dataclass(frozen=True)
 class Footprint:
     """Where one view lands in an H x W panorama.
 
-    `pixels`: flat equirect indices seen by the view; `x`, `y`: their fractional view
-    pixel coordinates; `a`, `b`: the same normalised to [-1, 1] across the view
-    (horizontal, vertical; the view's edges are at +-1).
+    `pixels`: flat equirect indices (int32, ascending) seen by the view; `x`, `y`: their
+    fractional view pixel coordinates (float32). `a`, `b`: the same normalised to [-1, 1]
+    across the view (horizontal, vertical; the view's edges are at +-1).
     """
 
+    view: View
     pixels: np.ndarray
     x: np.ndarray
     y: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
 
-    def sample(self, view_values: np.ndarray, view: View) -> np.ndarray:
-        """Bilinearly sample a view's map [h, w] (or [h, w, C]) at the footprint's pixels."""
-        flat = view_values.reshape(view.height * view.width, *view_values.shape[2:])
+    @property
+    def a(self) -> np.ndarray:
+        return 2.0 * (self.x + 0.5) / self.view.width - 1.0
+
+    @property
+    def b(self) -> np.ndarray:
+        return 2.0 * (self.y + 0.5) / self.view.height - 1.0
+
+    def subset(self, keep: np.ndarray) -> Footprint:
+        """The footprint restricted to `keep` (a bool mask or indices into its pixels)."""
+        return Footprint(self.view, self.pixels[keep], self.x[keep], self.y[keep])
+
+    def sample(self, view_values: np.ndarray, interpolation: Interpolation = "bilinear") -> np.ndarray:
+        """Sample a view's map [h, w] (or [h, w, C]) at the footprint's pixels: float32 [P(, C)]."""
+        view = self.view
+        values = np.asarray(view_values, dtype=np.float32)
+        if values.shape[:2] != (view.height, view.width):
+            raise ValueError(f"view map shape {values.shape} does not match the view's {(view.height, view.width)}")
         if view.projection == "equirect":
-            idx, wts = equirect_bilinear_taps(self.y, self.x, view.height, view.width)
-        else:
-            idx, wts = plane_bilinear_taps(self.x, self.y, view.height, view.width)
-        return gather(flat, idx, wts)
+            return _remap(pad_equirect(values), self.x + _PAD, self.y + _PAD, interpolation)
+        return _remap(values, self.x, self.y, interpolation)
 
 
 @functools.lru_cache(maxsize=64)
 def footprint(view: View, height: int, width: int) -> Footprint:
     """The equirect pixels of an H x W panorama that `view` sees, with their view coordinates."""
-    rays = ray_directions(height, width).reshape(-1, 3).astype(np.float64)
     if view.projection == "equirect":
+        rays = ray_directions(height, width).reshape(-1, 3)
         rows, cols = direction_to_pixel(rays, view.height, view.width)
-        pixels = np.arange(height * width)
+        pixels = np.arange(height * width, dtype=np.int32)
         x, y = cols, rows
-        a = 2.0 * (x + 0.5) / view.width - 1.0
-        b = 2.0 * (y + 0.5) / view.height - 1.0
     else:
+        pixels = _cone_pixels(view, height, width)
+        rays = ray_directions(height, width).reshape(-1, 3)[pixels].astype(np.float64)
         cam = rays @ view.matrix  # camera-frame coordinates: R^T d for each row d
-        in_front = cam[:, 2] > 1e-6
-        z = np.where(in_front, cam[:, 2], 1.0)
-        px = cam[:, 0] / z
-        py = cam[:, 1] / z
+        z = np.maximum(cam[:, 2], 1e-9)
         f = view.focal_px
-        x = px * f + view.width / 2.0 - 0.5
-        y = py * f + view.height / 2.0 - 0.5
-        a = 2.0 * (x + 0.5) / view.width - 1.0
-        b = 2.0 * (y + 0.5) / view.height - 1.0
-        inside = in_front & (np.abs(a) <= 1.0) & (np.abs(b) <= 1.0)
-        pixels = np.flatnonzero(inside)
-        x, y, a, b = x[inside], y[inside], a[inside], b[inside]
-    arrays = [pixels, x.astype(np.float32), y.astype(np.float32), a.astype(np.float32), b.astype(np.float32)]
-    for arr in arrays:
+        x = cam[:, 0] / z * f + view.width / 2.0 - 0.5
+        y = cam[:, 1] / z * f + view.height / 2.0 - 0.5
+        inside = (
+            (cam[:, 2] > 1e-6)
+            & (x >= -0.5) & (x <= view.width - 0.5)
+            & (y >= -0.5) & (y <= view.height - 0.5)
+        )
+        pixels, x, y = pixels[inside], x[inside], y[inside]
+    result = Footprint(view, pixels.astype(np.int32), x.astype(np.float32), y.astype(np.float32))
+    for arr in (result.pixels, result.x, result.y):
         arr.setflags(write=False)
-    return Footprint(*arrays)
+    return result
+
+
+def _cone_pixels(view: View, height: int, width: int) -> np.ndarray:
+    """Flat indices of the equirect pixels inside the cone that circumscribes a perspective view."""
+    half_x = view.width / 2.0 / view.focal_px
+    half_y = view.height / 2.0 / view.focal_px
+    cos_max = 1.0 / math.sqrt(1.0 + half_x * half_x + half_y * half_y)
+    fx, fy, fz = view.forward
+    theta = np.pi * (np.arange(height) + 0.5) / height
+    phi = 2.0 * np.pi * (0.5 - (np.arange(width) + 0.5) / width)
+    # d . forward = sin(theta) (fx cos(phi) + fy sin(phi)) + cos(theta) fz, row by row
+    theta_f = math.acos(max(-1.0, min(1.0, fz)))
+    margin = 2.0 * np.pi / height
+    rows = np.flatnonzero(np.abs(theta - theta_f) <= math.acos(cos_max) + margin)
+    along = fx * np.cos(phi) + fy * np.sin(phi)
+    dots = np.sin(theta[rows])[:, None] * along[None, :] + (np.cos(theta[rows]) * fz)[:, None]
+    r, c = np.nonzero(dots >= cos_max - 1e-3)
+    return (rows[r] * width + c).astype(np.int64)
 
 
 def planar_to_ray_disparity(disparity: np.ndarray, view: View) -> np.ndarray:

@@ -82,7 +82,7 @@ def test_footprint_inverts_the_view_rays():
     height, width = 128, 256
     fp = footprint(view, height, width)
     rays_eq = ray_directions(height, width).reshape(-1, 3)[fp.pixels]
-    ray_at = fp.sample(view.rays(), view)
+    ray_at = fp.sample(view.rays()).astype(np.float64)
     ray_at /= np.linalg.norm(ray_at, axis=-1, keepdims=True)
     inner = (np.abs(fp.a) < 0.95) & (np.abs(fp.b) < 0.95)
     assert np.degrees(np.arccos(np.clip((ray_at[inner] * rays_eq[inner]).sum(-1), -1, 1))).max() < 0.05

@@ -1,0 +1,76 @@
+"""Turning fused disparity into distance: the documented near/far rule.
+
+Relative disparity (aligned, but still up to an unknown scale and shift) is mapped to
+inverse distance by the affine map that sends its `low_percentile` (default 2nd) value
+to 1/far and its `high_percentile` (default 98th) value to 1/near:
+
+    1/distance = 1/far + (d - d_lo) * (1/near - 1/far) / (d_hi - d_lo)
+
+Affine in disparity is the only family that respects the estimator's ambiguity, so the
+shape of the scene is kept and only two numbers are chosen. Distances are then clamped
+to [near, far], so about 2% of pixels sit at each bound. A pixel is invalid (mask False,
+distance = far) where the input is not finite, where the caller's mask says so, or where
+the mapped inverse distance is <= 0, i.e. beyond infinity: sky and background that the
+model puts further than the scene's far end. The percentiles are taken over valid pixels
+only: sky covering more than `low_percentile` percent of the frame must be masked out by
+the caller (`valid`), or the far end lands on the sky.
+
+Metric inverse distance needs no rule: distance = 1/disparity, clamped to [near, far]
+(non-positive or non-finite -> far, invalid).
+
+No output contains NaN or Inf.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _check_range(near: float, far: float) -> None:
+    if not (np.isfinite(near) and np.isfinite(far) and 0.0 < near < far):
+        raise ValueError(f"need finite 0 < near < far, got near={near}, far={far}")
+
+
+def relative_to_distance(
+    disparity: np.ndarray,
+    near: float,
+    far: float,
+    *,
+    valid: np.ndarray | None = None,
+    low_percentile: float = 2.0,
+    high_percentile: float = 98.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Relative disparity -> (distance float32, mask bool) by the percentile rule above."""
+    _check_range(near, far)
+    if not 0.0 <= low_percentile < high_percentile <= 100.0:
+        raise ValueError(
+            f"need 0 <= low_percentile < high_percentile <= 100, got {low_percentile}, {high_percentile}"
+        )
+    d = np.asarray(disparity, dtype=np.float64)
+    mask = np.isfinite(d)
+    if valid is not None:
+        mask &= np.asarray(valid, dtype=bool)
+    distance = np.full(d.shape, far, dtype=np.float32)
+    if not mask.any():
+        return distance, mask
+    d_lo, d_hi = np.percentile(d[mask], [low_percentile, high_percentile])
+    if d_hi <= d_lo:  # a flat map: everything at one distance, the far one
+        return distance, mask
+    inv = 1.0 / far + (np.where(mask, d, d_lo) - d_lo) * ((1.0 / near - 1.0 / far) / (d_hi - d_lo))
+    mask &= inv > 0.0
+    distance[mask] = np.clip(1.0 / inv[mask], near, far)
+    return distance, mask
+
+
+def metric_to_distance(
+    disparity: np.ndarray, near: float, far: float, *, valid: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Metric inverse distance -> (distance float32 clamped to [near, far], mask bool)."""
+    _check_range(near, far)
+    d = np.asarray(disparity, dtype=np.float64)
+    mask = np.isfinite(d) & (d > 0.0)
+    if valid is not None:
+        mask &= np.asarray(valid, dtype=bool)
+    distance = np.full(d.shape, far, dtype=np.float32)
+    distance[mask] = np.clip(1.0 / d[mask], near, far)
+    return distance, mask

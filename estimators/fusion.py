@@ -1,0 +1,192 @@
+"""Seam-free 360 depth from any estimator: views -> predict -> align -> blend -> calibrate.
+
+`estimate_equirect` is the entry point of the CLI, the video pipeline and Blender.
+The estimator is anything with `kind` ("relative-disparity" or "metric-distance") and
+`predict(images [N, h, w, 3] float32 RGB 0..1, rays [N, h, w, 3] float32) -> [N, h, w]`
+(DESIGN.md). A relative result is inverse planar depth of each view up to scale and
+shift; a metric result is taken as Euclidean distance along each given ray, in metres.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .alignment import KINDS, Alignment, align_views
+from .blending import blend_to_equirect
+from .calibration import metric_to_distance, relative_to_distance
+from .projection import Preset, View, equirect_to_views, make_views
+
+# Defaults of the near/far rule (calibration.py) for relative estimators, in metres.
+DEFAULT_NEAR = 1.0
+DEFAULT_FAR = 100.0
+# Metric results are only clamped, to this generous range, unless the caller says otherwise.
+METRIC_NEAR = 0.01
+METRIC_FAR = 1000.0
+# Input bytes per batch when batch_size is None; networks use many times their input.
+BATCH_BUDGET_BYTES = 64 * 1024 * 1024
+
+
+class Estimator(Protocol):
+    kind: str
+
+    def predict(self, images: np.ndarray, rays: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class EquirectDepth:
+    """The fused result at the input's resolution.
+
+    `disparity`: float32 [H, W] inverse distance along the rays: metric (1/m) for metric
+    estimators, relative (aligned, up to one global scale and shift) otherwise.
+    `distance`: float32 [H, W] metres, no NaN/Inf; invalid pixels hold `far`.
+    `mask`: bool [H, W], True where the distance is valid (not sky, not unseen).
+    `timings`: seconds per stage. `alignment`: the solved correction (None if skipped).
+    """
+
+    disparity: np.ndarray
+    distance: np.ndarray
+    mask: np.ndarray
+    near: float
+    far: float
+    views: tuple[View, ...]
+    timings: dict[str, float] = field(default_factory=dict)
+    alignment: Alignment | None = None
+
+
+def _check_image(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"equirect image must be [H, W, 3] RGB, got shape {image.shape}")
+    height, width = image.shape[:2]
+    if width != 2 * height:
+        raise ValueError(f"equirect image must be twice as wide as high, got {width}x{height}")
+    return image.astype(np.float32, copy=False)
+
+
+def project_to_views(image: np.ndarray, views: tuple[View, ...]) -> list[np.ndarray]:
+    """Sample an equirect RGB image [H, W, 3] (0..1) into every view: float32 [h, w, 3] each."""
+    return [np.clip(v, 0.0, 1.0) for v in equirect_to_views(_check_image(image), views)]
+
+
+def merge_views(
+    view_maps: list[np.ndarray], views: tuple[View, ...], height: int, width: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Blend per-view maps (already along the rays) into [H, W]; returns (merged, weight sum)."""
+    return blend_to_equirect(view_maps, views, height, width)
+
+
+def default_batch_size(view: View, budget_bytes: int = BATCH_BUDGET_BYTES) -> int:
+    """How many views of this size fit the input budget (images + rays, float32), at least 1."""
+    per_view = view.height * view.width * 6 * 4
+    return max(1, budget_bytes // per_view)
+
+
+def predict_views(
+    estimator: Estimator, images: list[np.ndarray], views: tuple[View, ...], batch_size: int | None = None
+) -> list[np.ndarray]:
+    """Run the estimator over the views in batches of equal-size views; float32 [h, w] per view."""
+    outputs: list[np.ndarray | None] = [None] * len(views)
+    i = 0
+    while i < len(views):
+        size = (views[i].height, views[i].width)
+        limit = batch_size if batch_size is not None else default_batch_size(views[i])
+        j = i
+        while j < len(views) and j - i < limit and (views[j].height, views[j].width) == size:
+            j += 1
+        batch_images = np.stack(images[i:j]).astype(np.float32, copy=False)
+        batch_rays = np.stack([v.rays() for v in views[i:j]])
+        result = np.asarray(estimator.predict(batch_images, batch_rays))
+        if result.shape != (j - i, *size):
+            raise ValueError(
+                f"estimator returned shape {result.shape} for views of shape {(j - i, *size)}"
+            )
+        for k in range(i, j):
+            outputs[k] = result[k - i].astype(np.float32, copy=False)
+        i = j
+    return outputs  # type: ignore[return-value]
+
+
+def estimate_equirect(
+    image: np.ndarray,
+    estimator: Estimator,
+    views: Preset | tuple[View, ...] = "cube",
+    *,
+    fov_deg: float | None = None,
+    view_size: int | None = None,
+    batch_size: int | None = None,
+    align: bool = True,
+    grid: int = 4,
+    near: float | None = None,
+    far: float | None = None,
+    **align_options: Any,
+) -> EquirectDepth:
+    """Depth of an equirect image [H, W, 3] (float 0..1, W = 2H) with any estimator.
+
+    `views`: a preset (`cube`, `ico`, `equirect`) or explicit views; `fov_deg` and
+    `view_size` tune the preset (defaults: 110 deg cube, 90 deg ico, the panorama's pixel
+    density). `batch_size`: views per `predict` call (None: sized by an input budget).
+    `align`: solve the joint deformable alignment (False: naive stitching);
+    `grid`: control points per view side. `near`/`far`: calibration (calibration.py);
+    defaults 1 m / 100 m for relative and 0.01 m / 1000 m (clamp only) for metric.
+    """
+    if getattr(estimator, "kind", None) not in KINDS:
+        raise ValueError(
+            f"estimator kind must be one of {', '.join(KINDS)}, got {getattr(estimator, 'kind', None)!r}"
+        )
+    kind = estimator.kind
+    image = _check_image(image)
+    height, width = image.shape[:2]
+    metric = kind == "metric-distance"
+    near = (METRIC_NEAR if metric else DEFAULT_NEAR) if near is None else float(near)
+    far = (METRIC_FAR if metric else DEFAULT_FAR) if far is None else float(far)
+    if batch_size is not None and batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if isinstance(views, str):
+        views = make_views(views, height, width, fov_deg=fov_deg, view_size=view_size)
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    view_images = project_to_views(image, views)
+    t1 = time.perf_counter()
+    raw = predict_views(estimator, view_images, views, batch_size)
+    t2 = time.perf_counter()
+    timings["project"] = t1 - t0
+    timings["predict"] = t2 - t1
+
+    if metric:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            disparities = [np.where(r > 0, 1.0 / r, np.nan).astype(np.float32) for r in raw]
+    else:
+        disparities = raw
+    valid = [np.isfinite(d) for d in disparities]
+    alignment = None
+    if align and len(views) > 1:
+        alignment = align_views(disparities, views, kind=kind, grid=grid, valid=valid, **align_options)
+        aligned = alignment.apply([np.where(v, d, 0.0) for d, v in zip(disparities, valid, strict=True)], views)
+    else:
+        aligned = naive_ray_disparity(disparities, views, kind)
+    t3 = time.perf_counter()
+    timings["align"] = t3 - t2
+
+    merged, weight = blend_to_equirect(aligned, views, height, width, valid=valid)
+    t4 = time.perf_counter()
+    timings["merge"] = t4 - t3
+    seen = weight > 0
+    if metric:
+        distance, mask = metric_to_distance(merged, near, far, valid=seen)
+    else:
+        distance, mask = relative_to_distance(merged, near, far, valid=seen)
+    timings["calibrate"] = time.perf_counter() - t4
+    disparity = np.where(seen, merged, 0.0).astype(np.float32)
+    return EquirectDepth(disparity, distance, mask, near, far, tuple(views), timings, alignment)
+
+
+def naive_ray_disparity(disparities: list[np.ndarray], views: tuple[View, ...], kind: str) -> list[np.ndarray]:
+    """Each view's output along its rays, with no alignment (naive stitching)."""
+    if kind == "metric-distance":
+        return [np.nan_to_num(d, nan=0.0).astype(np.float32) for d in disparities]
+    return [np.nan_to_num(d * v.cos_to_axis(), nan=0.0).astype(np.float32) for d, v in zip(disparities, views, strict=True)]

@@ -9,13 +9,17 @@ export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup demo test lint lock clean
 
-setup: $(VENV)/.installed $(VENV42)/.installed
+setup: $(VENV)/.project $(VENV42)/.installed
 
-# Main environment: engine, CLI, tests, bpy 5.0.x.
-$(VENV)/.installed: requirements/main.lock pyproject.toml
+# Main environment: engine, CLI, tests, bpy 5.0.x (rebuilt only when the lock changes).
+$(VENV)/.installed: requirements/main.lock
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/main.lock
+	touch $@
+
+# The project itself, editable: the `depth360` package and command.
+$(VENV)/.project: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
 	touch $@
 
@@ -27,7 +31,7 @@ $(VENV42)/.installed: requirements/bpy42.lock
 	touch $@
 
 demo: setup
-	$(VENV)/bin/python -m tests.demo --out demo-output
+	$(VENV)/bin/python -m demo --out demo-output
 
 test: setup
 	$(VENV)/bin/python tests/run_suite.py

@@ -1,0 +1,1 @@
+"""The built-in example and the main job that `make demo` runs."""

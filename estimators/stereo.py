@@ -1,0 +1,446 @@
+"""Metric depth from stereo: 360 omni-directional stereo (ODS) and rectified perspective pairs.
+
+Matching is OpenCV's semi-global block matching along image rows (the epipolar lines of both
+rectified pairs and ODS equirect eyes), run on both eyes for a left-right consistency check,
+speckle-filtered, then made dense: rejected pixels take the background (smaller) disparity of
+their row neighbours, and a colour-guided weighted median removes the streaks that leaves
+while keeping depth edges on colour edges. Equirect eyes are padded with wrapped columns so
+that the 0/360 degree seam is matched like any other column.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from typing import Literal
+
+import numpy as np
+
+from .ods_geometry import ods_distance_from_disparity, ods_informative_rows
+
+StereoLayout = Literal["top-bottom", "side-by-side"]
+
+# Mean absolute difference (0..1 scale) below which two eyes count as the same picture.
+_MONO_DIFFERENCE = 1.5 / 255
+
+# Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
+# accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
+ODS_MATCHING = dict(block_size=9, colour=True, denoise=True, smoothness=(16.0, 64.0), subpixel_radius=5,
+                    median_radius=6, median_downscale=2)
+
+
+@dataclasses.dataclass(frozen=True)
+class DisparityMap:
+    """Dense disparity in pixels (col_left - col_right) of the left eye, with its validity."""
+
+    disparity: np.ndarray  # float32 [H, W]
+    mask: np.ndarray  # bool [H, W]: matched and left-right consistent (not filled)
+    confidence: np.ndarray  # float32 [H, W] in 0..1
+
+
+@dataclasses.dataclass(frozen=True)
+class StereoDepth:
+    """Metric depth of the left eye of an ODS pair; invalid pixels hold `max_distance`."""
+
+    distance: np.ndarray  # float32 [H, W], metres from the camera centre
+    disparity: np.ndarray  # float32 [H, W], pixels (col_left - col_right)
+    mask: np.ndarray  # bool [H, W]
+    confidence: np.ndarray  # float32 [H, W] in 0..1
+
+
+def split_stereo(image: np.ndarray, layout: StereoLayout) -> tuple[np.ndarray, np.ndarray]:
+    """Split a stereo frame into (left, right) eyes: top-bottom has the left eye on top,
+    side-by-side has it on the left."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3):
+        raise ValueError(f"a stereo frame must be [H, W] or [H, W, C], got shape {image.shape}")
+    height, width = image.shape[:2]
+    if layout == "top-bottom":
+        if height % 2 or height < 2:
+            raise ValueError(f"a top-bottom stereo frame needs an even height, got {width}x{height}")
+        left, right = image[: height // 2], image[height // 2:]
+    elif layout == "side-by-side":
+        if width % 2 or width < 2:
+            raise ValueError(f"a side-by-side stereo frame needs an even width, got {width}x{height}")
+        left, right = image[:, : width // 2], image[:, width // 2:]
+    else:
+        raise ValueError(f"layout must be 'top-bottom' or 'side-by-side', got {layout!r}")
+    return left, right
+
+
+def _to_float_rgb(image: np.ndarray, name: str) -> np.ndarray:
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"{name} must be [H, W], [H, W, 3] or [H, W, 4], got shape {image.shape}")
+    if np.issubdtype(image.dtype, np.integer):
+        image = image[..., :3].astype(np.float32) / np.iinfo(image.dtype).max
+    else:
+        image = image[..., :3].astype(np.float32, copy=False)
+        if not np.isfinite(image).all():
+            image = np.nan_to_num(image, nan=0.0, posinf=1.0, neginf=0.0)
+    if image.shape[2] == 1:
+        image = np.repeat(image, 3, axis=2)
+    return image
+
+
+def check_stereo_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both eyes as float32 RGB 0..1; ValueError if their sizes differ or they are one picture."""
+    left_rgb, right_rgb = _to_float_rgb(left, "left eye"), _to_float_rgb(right, "right eye")
+    if left_rgb.shape != right_rgb.shape:
+        raise ValueError(f"the eyes differ in size: left {left_rgb.shape[1]}x{left_rgb.shape[0]}, "
+                         f"right {right_rgb.shape[1]}x{right_rgb.shape[0]}")
+    if left_rgb.shape[0] < 8 or left_rgb.shape[1] < 16:
+        raise ValueError(f"the eyes are too small to match: {left_rgb.shape[1]}x{left_rgb.shape[0]}")
+    step = max(1, int(math.sqrt(left_rgb.shape[0] * left_rgb.shape[1] / 250_000)))
+    difference = float(np.mean(np.abs(left_rgb[::step, ::step] - right_rgb[::step, ::step])))
+    if difference < _MONO_DIFFERENCE:
+        raise ValueError(
+            f"the two eyes are identical or nearly so (mean difference {difference * 255:.2f}/255): "
+            "this looks like a mono image passed as stereo; use the mono layout")
+    return left_rgb, right_rgb
+
+
+def _gray_u8(rgb: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8), cv2.COLOR_RGB2GRAY)
+
+
+def _pad_columns(image: np.ndarray, pad: int, wrap: bool) -> np.ndarray:
+    if pad == 0:
+        return image
+    widths = [(0, 0), (pad, pad)] + [(0, 0)] * (image.ndim - 2)
+    return np.pad(image, widths, mode="wrap" if wrap else "edge")
+
+
+def _sgbm(left_u8: np.ndarray, right_u8: np.ndarray, min_disparity: int, num_disparities: int,
+          block_size: int, smoothness: tuple[float, float]) -> np.ndarray:
+    """Raw SGBM disparity (float32 pixels, invalid < min_disparity) of the left image."""
+    import cv2
+
+    channels = 1 if left_u8.ndim == 2 else left_u8.shape[2]
+    matcher = cv2.StereoSGBM_create(
+        minDisparity=min_disparity, numDisparities=num_disparities, blockSize=block_size,
+        P1=int(smoothness[0] * channels * block_size**2), P2=int(smoothness[1] * channels * block_size**2),
+        disp12MaxDiff=-1, preFilterCap=63, uniquenessRatio=5,
+        speckleWindowSize=0, speckleRange=0, mode=cv2.STEREO_SGBM_MODE_SGBM_3WAY)
+    return matcher.compute(left_u8, right_u8).astype(np.float32) / 16.0
+
+
+def refine_subpixel(disparity: np.ndarray, valid: np.ndarray, left: np.ndarray, right: np.ndarray,
+                    radius: int) -> np.ndarray:
+    """Re-estimate the fraction of each valid disparity from a parabola through the windowed
+    sum of squared differences at its nearest integer disparity and both neighbours.
+
+    SGBM's own interpolation of its path-aggregated cost is biased toward whole pixels; the
+    SSD of smooth (blurred) images is close to quadratic in the shift, so its parabola is not.
+    `left`/`right` are float images whose columns are padded by more than the largest
+    |disparity| + 1 + `radius` on each side; pixels in that padding are not refined.
+    """
+    import cv2
+
+    height, width = disparity.shape
+    nearest = np.rint(disparity).astype(np.int32)
+    margin = int(np.abs(nearest[valid]).max(initial=0)) + 2
+    inner = slice(margin, width - margin)
+    wanted = valid.copy()
+    wanted[:, :margin + radius] = False
+    wanted[:, width - margin - radius:] = False
+    pixels = np.flatnonzero(wanted[:, inner])
+    if pixels.size == 0:
+        return disparity
+    pixel_levels = nearest[:, inner].ravel()[pixels]
+    order = np.argsort(pixel_levels, kind="stable")
+    pixels, pixel_levels = pixels[order], pixel_levels[order]
+    costs = np.zeros((3, pixels.size), dtype=np.float32)
+    channel_sum = np.ones((1, left.shape[2]), np.float32) if left.ndim == 3 else None
+    window = (2 * radius + 1, 2 * radius + 1)
+    for level in range(int(pixel_levels[0]) - 1, int(pixel_levels[-1]) + 2):
+        shifted = right[:, margin - level:width - margin - level]  # [x] holds right[x - level]
+        difference = cv2.subtract(left[:, inner], shifted)
+        squared = cv2.multiply(difference, difference)
+        if channel_sum is not None:
+            squared = cv2.transform(squared, channel_sum)
+        cost = cv2.boxFilter(squared, -1, window).ravel()
+        for offset in (-1, 0, 1):  # pixels whose nearest level is level - offset
+            first, last = np.searchsorted(pixel_levels, [level - offset, level - offset + 1])
+            costs[offset + 1, first:last] = cost[pixels[first:last]]
+    curvature = costs[0] - 2 * costs[1] + costs[2]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fraction = (costs[0] - costs[2]) / (2 * curvature)
+    usable = (curvature > 1e-7) & (np.abs(fraction) <= 0.75)
+    refined = disparity.copy()
+    inner_view = refined[:, inner]
+    flat = inner_view.ravel()
+    flat[pixels[usable]] = pixel_levels[usable] + np.clip(fraction[usable], -0.5, 0.5)
+    refined[:, inner] = flat.reshape(inner_view.shape)
+    return refined
+
+
+def _left_right_consistent(disp_left: np.ndarray, disp_right: np.ndarray, valid_left: np.ndarray,
+                           valid_right: np.ndarray, tolerance: float) -> np.ndarray:
+    width = disp_left.shape[1]
+    target = np.rint(np.arange(width)[None, :] - disp_left).astype(np.int64)
+    inside = (target >= 0) & (target < width)
+    target = np.clip(target, 0, width - 1)
+    back = np.take_along_axis(disp_right, target, axis=1)
+    back_valid = np.take_along_axis(valid_right, target, axis=1)
+    return valid_left & inside & back_valid & (np.abs(back - disp_left) <= tolerance)
+
+
+def _remove_speckles(disparity: np.ndarray, valid: np.ndarray, max_size: int, max_jump: float) -> np.ndarray:
+    """Drop connected blobs of fewer than `max_size` pixels whose disparity steps by > max_jump."""
+    import cv2
+
+    fixed = np.where(valid, np.rint(disparity * 16), -32768).astype(np.int16)
+    cv2.filterSpeckles(fixed, -32768, max_size, int(max_jump * 16))
+    return valid & (fixed != -32768)
+
+
+def fill_from_background(disparity: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Give each invalid pixel the smaller (farther) of the nearest valid disparities left and
+    right of it in its row; rows with no valid pixel get the row-wide minimum of the image."""
+    height, width = disparity.shape
+    columns = np.broadcast_to(np.arange(width), (height, width))
+    left_index = np.maximum.accumulate(np.where(valid, columns, -1), axis=1)
+    right_index = np.minimum.accumulate(np.where(valid, columns, width)[:, ::-1], axis=1)[:, ::-1]
+    far = np.float32(disparity[valid].min()) if valid.any() else np.float32(0)
+    from_left = np.where(left_index >= 0,
+                         np.take_along_axis(disparity, np.clip(left_index, 0, width - 1), axis=1), np.inf)
+    from_right = np.where(right_index < width,
+                          np.take_along_axis(disparity, np.clip(right_index, 0, width - 1), axis=1), np.inf)
+    filled = np.minimum(from_left, from_right)
+    filled = np.where(np.isfinite(filled), filled, far)
+    return np.where(valid, disparity, filled).astype(np.float32)
+
+
+class _GuidedFilter:
+    """He et al.'s guided filter with a gray guide; linear in its input, so one set-up serves
+    many inputs (the levels of the weighted median)."""
+
+    def __init__(self, guide: np.ndarray, radius: int, eps: float):
+        import cv2
+
+        self._cv2 = cv2
+        self.ksize = (2 * radius + 1, 2 * radius + 1)
+        self.guide = guide.astype(np.float32)
+        self.mean_guide = self._box(self.guide)
+        variance = self._box(self.guide * self.guide) - self.mean_guide**2
+        self.inv_variance = 1.0 / (variance + eps)
+
+    def _box(self, image: np.ndarray) -> np.ndarray:
+        return self._cv2.boxFilter(image, -1, self.ksize, borderType=self._cv2.BORDER_REFLECT)
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        image = image.astype(np.float32)
+        mean_image = self._box(image)
+        a = (self._box(self.guide * image) - self.mean_guide * mean_image) * self.inv_variance
+        b = mean_image - a * self.mean_guide
+        return self._box(a) * self.guide + self._box(b)
+
+
+def weighted_median(disparity: np.ndarray, weight: np.ndarray, guide: np.ndarray, *, radius: int,
+                    eps: float, step: float = 1.0) -> np.ndarray:
+    """Colour-guided weighted median of `disparity` (per-pixel `weight`), at `step` resolution.
+
+    For each level l the guided filter of ``weight * [disparity <= l]`` over that of `weight`
+    is the weighted fraction of the window at or below l; the median is the first level where
+    it reaches one half (Ma et al., constant time weighted median filtering).
+    """
+    filt = _GuidedFilter(guide, radius, eps)
+    low, high = float(disparity.min()), float(disparity.max())
+    levels = low + step * np.arange(int(math.ceil((high - low) / step)) + 1)
+    total = np.maximum(filt(weight), 1e-6)
+    result = np.full(disparity.shape, levels[-1], dtype=np.float32)
+    done = np.zeros(disparity.shape, dtype=bool)
+    for level in levels[:-1]:
+        fraction = filt(weight * (disparity <= level + step / 2)) / total
+        reached = (fraction >= 0.5) & ~done
+        result[reached] = level
+        done |= reached
+        if done.all():
+            break
+    return result
+
+
+def _downscale(image: np.ndarray, factor: float) -> np.ndarray:
+    import cv2
+
+    if factor == 1.0:
+        return image
+    height, width = image.shape[:2]
+    size = (max(1, round(width / factor)), max(1, round(height / factor)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+def _colour_u8(rgb: np.ndarray, colour: bool, denoise: bool) -> np.ndarray:
+    import cv2
+
+    image = np.clip(rgb * 255 + 0.5, 0, 255).astype(np.uint8)
+    if denoise:  # a 3x3 median removes path-tracing fireflies and sensor speckle alike
+        image = cv2.medianBlur(image, 3)
+    return image if colour else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float, max_disparity: float,
+                    wrap: bool = False, block_size: int = 5, colour: bool = False, denoise: bool = False,
+                    smoothness: tuple[float, float] = (8.0, 32.0), subpixel_radius: int | None = None,
+                    lr_tolerance: float = 1.0, speckle_size: int = 100, speckle_range: float = 2.0,
+                    median_radius: int = 4, median_eps: float = 1e-3, median_downscale: int = 1,
+                    max_match_width: int | None = None) -> DisparityMap:
+    """Dense disparity (pixels, col_left - col_right) of the left eye along image rows.
+
+    `min_disparity`/`max_disparity` bound the search at full resolution; `wrap` treats columns
+    as periodic (equirect eyes). SGBM runs on `colour` or gray images (3x3 median first with
+    `denoise`) with penalties `smoothness` = (P1, P2) per channel and block pixel;
+    `subpixel_radius` re-fits the fractions (`refine_subpixel`). The colour-guided weighted
+    median (`median_radius`, computed `median_downscale` times smaller) fills and vets. Above `max_match_width` the
+    eyes are matched downscaled and the disparity is brought back up guided by the colour.
+    """
+    import cv2
+
+    left_rgb, right_rgb = _to_float_rgb(left, "left eye"), _to_float_rgb(right, "right eye")
+    height, width = left_rgb.shape[:2]
+    if not max_disparity > min_disparity:
+        raise ValueError(f"max_disparity ({max_disparity}) must exceed min_disparity ({min_disparity})")
+    factor = 1.0 if not max_match_width or width <= max_match_width else width / max_match_width
+    small_left, small_right = _downscale(left_rgb, factor), _downscale(right_rgb, factor)
+    low = int(math.floor(min_disparity / factor)) - 1
+    count = 16 * int(math.ceil((math.ceil(max_disparity / factor) + 2 - low) / 16))
+    pad = count + abs(low) + max(block_size, 2 * (subpixel_radius or 0)) + 2
+
+    match_left = _pad_columns(_colour_u8(small_left, colour, denoise), pad, wrap)
+    match_right = _pad_columns(_colour_u8(small_right, colour, denoise), pad, wrap)
+    disp_left = _sgbm(match_left, match_right, low, count, block_size, smoothness)
+    # The right eye's disparity: match the mirrored pair (mirrored right eye as the "left").
+    disp_right = _sgbm(match_right[:, ::-1], match_left[:, ::-1], low, count, block_size, smoothness)[:, ::-1]
+    valid_left, valid_right = disp_left >= low, disp_right >= low
+    valid = _left_right_consistent(disp_left, disp_right, valid_left, valid_right, lr_tolerance)
+    valid = _remove_speckles(disp_left, valid, speckle_size, speckle_range)
+    if not wrap:  # the padding is made up: no pixel in it, and no match into it, is real
+        target = np.arange(disp_left.shape[1])[None, :] - disp_left
+        valid &= (target >= pad) & (target <= disp_left.shape[1] - pad - 1)
+        valid[:, :pad] = False
+        valid[:, -pad:] = False
+    if subpixel_radius:
+        blurred = [cv2.GaussianBlur(image.astype(np.float32) / 255, (0, 0), 1.0)
+                   for image in (match_left, match_right)]
+        disp_left = refine_subpixel(disp_left, valid, *blurred, subpixel_radius)
+    filled = fill_from_background(disp_left, valid)
+
+    gray_left = _gray_u8(small_left)
+    guide = _pad_columns(gray_left.astype(np.float32) / 255.0, pad, wrap)
+    weight = np.where(valid, 1.0, 0.05).astype(np.float32)
+    if median_downscale > 1:  # the median only arbitrates; a coarser one is much cheaper
+        size = (filled.shape[1] // median_downscale, filled.shape[0] // median_downscale)
+        median = weighted_median(cv2.resize(filled, size, interpolation=cv2.INTER_NEAREST),
+                                 cv2.resize(weight, size, interpolation=cv2.INTER_AREA),
+                                 cv2.resize(guide, size, interpolation=cv2.INTER_AREA),
+                                 radius=max(1, median_radius // median_downscale), eps=median_eps)
+        median = cv2.resize(median, filled.shape[::-1], interpolation=cv2.INTER_NEAREST)
+    else:
+        median = weighted_median(filled, weight, guide, radius=median_radius, eps=median_eps)
+    # Keep the sub-pixel match where it agrees with the median; elsewhere trust the median.
+    agree = valid & (np.abs(filled - median) <= 1.0)
+    disparity = np.where(agree, filled, median)
+    disparity = disparity[:, pad:pad + gray_left.shape[1]]
+    agree = agree[:, pad:pad + gray_left.shape[1]]
+
+    confidence = agree.astype(np.float32)
+    if factor != 1.0:
+        full_guide = _gray_u8(left_rgb).astype(np.float32) / 255.0
+        if wrap:
+            disparity = _pad_columns(disparity, 2, True)
+            confidence = _pad_columns(confidence, 2, True)
+        size = (round(width + (4 * factor if wrap else 0)), height)
+        disparity = cv2.resize(disparity * factor, size, interpolation=cv2.INTER_LINEAR)
+        confidence = cv2.resize(confidence, size, interpolation=cv2.INTER_LINEAR)
+        if wrap:
+            cut = round(2 * factor)
+            disparity, confidence = disparity[:, cut:cut + width], confidence[:, cut:cut + width]
+        smooth = _GuidedFilter(_pad_columns(full_guide, 8, wrap), radius=max(2, round(factor)), eps=median_eps)
+        disparity = smooth(_pad_columns(disparity, 8, wrap))[:, 8:8 + width]
+    mask = confidence >= 0.5
+    return DisparityMap(disparity.astype(np.float32), mask, confidence.astype(np.float32))
+
+
+def estimate_stereo_perspective(left: np.ndarray, right: np.ndarray, *, max_disparity: float | None = None,
+                                min_disparity: float = 0.0, check_eye_order: bool = True,
+                                **options) -> tuple[np.ndarray, np.ndarray]:
+    """Dense disparity (pixels, col_left - col_right) and validity mask of a rectified pair.
+
+    `max_disparity` defaults to a quarter of the image width. Warns when the eyes look swapped.
+    """
+    left_rgb, right_rgb = check_stereo_pair(left, right)
+    if max_disparity is None:
+        max_disparity = left_rgb.shape[1] / 4
+    if check_eye_order:
+        _warn_if_eyes_swapped(left_rgb, right_rgb, min_disparity, max_disparity, wrap=False)
+    result = match_disparity(left_rgb, right_rgb, min_disparity=min_disparity,
+                             max_disparity=max_disparity, wrap=False, **options)
+    return result.disparity, result.mask
+
+
+def _warn_if_eyes_swapped(left_rgb: np.ndarray, right_rgb: np.ndarray, lowest: float, highest: float,
+                          wrap: bool) -> None:
+    """Warn when most confident matches of a coarse, sign-symmetric search lie below `lowest`
+    (the least disparity the geometry allows): the eyes are then most likely swapped."""
+    factor = max(1.0, left_rgb.shape[1] / 512)
+    reach = max(abs(lowest), abs(highest)) / factor + 4
+    probe = match_disparity(_downscale(left_rgb, factor), _downscale(right_rgb, factor),
+                            min_disparity=-reach, max_disparity=reach, wrap=wrap, median_radius=2)
+    matched = probe.disparity[probe.mask]
+    if matched.size < 100:
+        return
+    impossible = float(np.mean(matched < lowest / factor - 1.0))
+    if impossible > 0.5:
+        warnings.warn(
+            f"{impossible:.0%} of the matched disparities are negative (beyond infinity): the left "
+            "and right eyes look swapped; check the stereo layout's eye order", stacklevel=3)
+
+
+def _ods_pixel_disparity(distance: float, theta: np.ndarray, width: int, **geometry) -> np.ndarray:
+    from .ods_geometry import ods_disparity_from_distance
+
+    radians = ods_disparity_from_distance(np.full(theta.shape, distance), theta, **geometry)
+    return radians * width / (2 * np.pi)
+
+
+def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float = 0.064,
+                             pole_merge: tuple[float, float] | None = (60.0, 75.0),
+                             convergence_distance: float | None = None, min_distance: float = 0.5,
+                             max_distance: float = 100.0, max_match_width: int | None = 2048,
+                             check_eye_order: bool = True, **options) -> StereoDepth:
+    """Metric distance of the left eye of an ODS equirect pair (each eye H x 2H, same size).
+
+    `ipd` is the eye separation in metres, `pole_merge` Blender's (from, to) pole-merge angles in
+    degrees (None: off), `convergence_distance` None for parallel eyes. Objects nearer than
+    `min_distance` are out of the search range; invalid pixels (pole rows, unmatched, beyond
+    `max_distance`) get `max_distance` and mask False.
+    """
+    left_rgb, right_rgb = check_stereo_pair(left, right)
+    height, width = left_rgb.shape[:2]
+    if width != 2 * height:
+        raise ValueError(f"an equirect eye must be twice as wide as high, got {width}x{height}")
+    if not 0 < min_distance < max_distance:
+        raise ValueError(f"need 0 < min_distance < max_distance, got {min_distance}, {max_distance}")
+    geometry = dict(ipd=ipd, pole_merge=pole_merge, convergence_distance=convergence_distance)
+    informative = ods_informative_rows(height, pole_merge)
+    theta = np.pi * (np.arange(height) + 0.5) / height
+    nearest = _ods_pixel_disparity(min_distance, theta[informative], width, **geometry)
+    farthest = _ods_pixel_disparity(max_distance, theta[informative], width, **geometry)
+    highest, lowest = float(nearest.max()), float(min(0.0, farthest.min()))
+    if check_eye_order:
+        _warn_if_eyes_swapped(left_rgb, right_rgb, lowest, highest, wrap=True)
+    settings = dict(ODS_MATCHING, **options)
+    matched = match_disparity(left_rgb, right_rgb, min_disparity=lowest - 1.0, max_disparity=highest,
+                              wrap=True, max_match_width=max_match_width, **settings)
+    radians = matched.disparity.astype(np.float64) * (2 * np.pi / width)
+    distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
+    mask = matched.mask & informative[:, None] & (distance < max_distance)
+    distance = np.where(mask, distance, max_distance).astype(np.float32)
+    confidence = np.where(mask, matched.confidence, 0.0).astype(np.float32)
+    return StereoDepth(distance=distance, disparity=matched.disparity, mask=mask, confidence=confidence)

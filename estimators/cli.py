@@ -139,7 +139,13 @@ def run_models(args: argparse.Namespace) -> int:
     folder = resolve_models_dir(args.models_dir)
     rows = [("NAME", "FAMILY", "LICENCE", "KIND", "WEIGHTS")]
     for spec in registry.all_specs():
-        present = ("yes" if weights_present(spec, folder) else "no") if spec.checkpoint else "not needed"
+        if not spec.checkpoint:
+            present = "not needed"
+        elif weights_present(spec, folder):
+            present = "yes"
+        else:
+            partial = (folder / f"{spec.checkpoint}.part").is_file()
+            present = "no (partly downloaded)" if partial else "no"
         rows.append((spec.name, spec.family, _licence(spec), spec.kind, present))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"models folder: {folder}")
@@ -341,9 +347,8 @@ def run_estimate(args: argparse.Namespace) -> int:
         tick = time.perf_counter()
         height, width = image.shape[:2]
         if perspective:
-            prediction = plugins.check_prediction(
-                estimator.predict(image[None], _photo_rays(height, width)[None]), image[None], args.model
-            )[0]
+            rays = _photo_rays(height, width)[None] if getattr(estimator, "uses_rays", True) else None
+            prediction = plugins.check_prediction(estimator.predict(image[None], rays), image[None], args.model)[0]
             distance, disparity, mask = _perspective_depth(
                 prediction, estimator.kind, args, getattr(getattr(estimator, "spec", None), "max_depth", None)
             )

@@ -36,6 +36,8 @@ def check_images_and_rays(images: np.ndarray, rays: np.ndarray | None) -> np.nda
 class NetworkEstimator:
     """A registry network behind the estimator protocol (`kind`, `predict`)."""
 
+    uses_rays = False  # a monocular network sees only pixels; callers may pass rays=None
+
     def __init__(self, spec: ModelSpec, network, device, dtype=None, batch_size: int = DEFAULT_BATCH_SIZE):
         import torch
 

@@ -237,3 +237,24 @@ def test_equirect_projection_runs_the_360_path(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / "wide.png"), rgb[:, :50])
     assert cli.main(["estimate", str(tmp_path / "wide.png"), "-o", str(out), "--model", plugin]) == 2
     assert "wide.png" in capsys.readouterr().err and not (out / "wide.json").exists()
+
+
+def test_device_and_precision_choice_is_explicit():
+    import torch
+    from depth360.estimators.devices import choose_device, choose_precision
+    from depth360.estimators.errors import BadInputError
+
+    auto = choose_device("auto")
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert auto.type == expected
+    assert choose_device("cpu").type == "cpu"
+    assert choose_precision(torch.device("cpu")) == torch.float32
+    with pytest.raises(BadInputError, match="on the CPU the engine runs fp32"):
+        choose_precision(torch.device("cpu"), "fp16")
+    with pytest.raises(BadInputError, match="unknown device 'tpu'"):
+        choose_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(BadInputError, match="no CUDA GPU"):
+            choose_device("cuda")
+    else:
+        assert choose_precision(torch.device("cuda")) == torch.float16

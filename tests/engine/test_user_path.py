@@ -158,3 +158,21 @@ def test_unreadable_image_exit_2_and_nothing_written(tmp_path, vits_file, photo,
     assert status == 2
     assert f"cannot read image {broken}" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_batched_prediction_equals_one_at_a_time(vits_file):
+    from depth360.estimators.network_estimator import load_estimator
+
+    rng = np.random.default_rng(2)
+    images = rng.random((2, 24, 24, 3), dtype=np.float32)  # square: the network's smallest input, 518x518
+    rays = np.broadcast_to(np.array([1.0, 0.0, 0.0], np.float32), images.shape)
+    estimator = load_estimator(SMALL.name, vits_file.parent, "cpu", batch_size=2)
+    assert estimator.kind == "relative-disparity" and estimator.precision == "fp32"
+    together = estimator.predict(images, rays)
+    assert together.shape == (2, 24, 24) and together.dtype == np.float32
+    estimator.batch_size = 1
+    one_by_one = estimator.predict(images, rays)
+    np.testing.assert_allclose(together, one_by_one, rtol=0, atol=1e-4 * np.abs(one_by_one).max())
+    with pytest.raises(ValueError, match="rays must have the images' shape"):
+        estimator.predict(images, rays[:, :10])

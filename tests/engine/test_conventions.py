@@ -155,7 +155,7 @@ def _sample_columns(image: np.ndarray, cols: np.ndarray) -> np.ndarray:
 
 @pytest.mark.slow
 def test_ods_stereo_left_eye_matches_mono_and_right_eye_is_shifted_by_the_ipd():
-    stereo = groundtruth.render_stereo("room", width=512, samples=8, ipd=0.064)
+    stereo = groundtruth.render_stereo("room", width=512, samples=4, ipd=0.064)
     mono = groundtruth.render_mono("room", width=512, samples=1)
     assert np.array_equal(stereo.left_ray, mono.ray) and np.array_equal(stereo.right_ray, mono.ray)
     relative = np.abs(stereo.left_distance / mono.distance - 1.0)
@@ -165,9 +165,10 @@ def test_ods_stereo_left_eye_matches_mono_and_right_eye_is_shifted_by_the_ipd():
     cols, latitude = _right_eye_pixel(stereo)
     rows = np.arange(cols.shape[0])[:, None]
     same_surface = stereo.right_object_index[rows, np.rint(cols).astype(int) % cols.shape[1]] == stereo.left_object_index
-    usable = (np.abs(latitude) < np.radians(30)) & same_surface
-    assert usable.mean() > 0.2
     shift = np.arange(cols.shape[1])[None, :] - cols
+    # Away from the pole merge, not occluded, and with a disparity worth telling apart.
+    usable = (np.abs(latitude) < np.radians(30)) & same_surface & (shift > 1.5)
+    assert usable.mean() > 0.05
 
     def warp_error(right_cols):
         warped = _sample_columns(stereo.right_rgb.astype(np.float64), right_cols)
@@ -176,7 +177,7 @@ def test_ods_stereo_left_eye_matches_mono_and_right_eye_is_shifted_by_the_ipd():
     predicted = warp_error(cols)
     assert predicted < 0.02
     assert predicted < 0.5 * warp_error(cols + shift)  # no disparity
-    assert predicted < 0.5 * warp_error(cols + 2 * shift)  # eyes swapped
+    assert predicted < 0.4 * warp_error(cols + 2 * shift)  # eyes swapped
     for name in ("box_near", "cylinder_near"):
         left_col = np.nonzero(stereo.eye("left").mask(name))[1].mean()
         right_col = np.nonzero(stereo.eye("right").mask(name))[1].mean()
@@ -200,6 +201,11 @@ def test_second_call_is_served_from_the_caches():
     assert np.array_equal(from_disk.rgb, first.rgb)
     with pytest.raises(ValueError):
         from_disk.distance[0, 0] = 0.0
+
+
+def test_unknown_scene_parameter_is_a_value_error_naming_it():
+    with pytest.raises(ValueError, match="takes parameters.*no_such_parameter"):
+        groundtruth.render_mono("sphere", width=16, samples=1, no_such_parameter=1.0)
 
 
 def test_this_process_never_loads_blender():

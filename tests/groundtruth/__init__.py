@@ -209,9 +209,10 @@ def _run_worker(request: dict, folder: Path, python: str) -> None:
             cwd=REPO_ROOT, capture_output=True, text=True, check=False,
         )
         if result.returncode != 0:
+            output = result.stderr.strip() or result.stdout.strip()
             message = (
                 f"ground-truth render of {request['scene']!r} failed (worker exit "
-                f"{result.returncode}):\n{result.stderr[-_ERROR_TAIL_CHARS:]}"
+                f"{result.returncode}):\n{output[-_ERROR_TAIL_CHARS:]}"
             )
             if result.returncode == 2:
                 raise ValueError(message)

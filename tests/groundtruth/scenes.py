@@ -130,21 +130,21 @@ def _add_ray_aov(tree: bpy.types.NodeTree) -> None:
 
 
 def _texture(tree, coordinates, scale: float, colour_a, colour_b):
-    """Colour socket: checker(colour_a, colour_b) x (noise + voronoi cell colour) / 2."""
+    """Colour socket: checker(colour_a, colour_b) x (0.7 fine noise + 0.5 voronoi cell colour)."""
     checker = tree.nodes.new("ShaderNodeTexChecker")
     checker.inputs["Scale"].default_value = scale * 0.25
     checker.inputs["Color1"].default_value = (*colour_a, 1.0)
     checker.inputs["Color2"].default_value = (*colour_b, 1.0)
     noise = tree.nodes.new("ShaderNodeTexNoise")
-    noise.inputs["Scale"].default_value = scale
+    noise.inputs["Scale"].default_value = scale * 3.0
     noise.inputs["Detail"].default_value = 2.0
     voronoi = tree.nodes.new("ShaderNodeTexVoronoi")
     voronoi.inputs["Scale"].default_value = scale * 0.7
     for node in (checker, noise, voronoi):
         tree.links.new(coordinates, node.inputs["Vector"])
     mix = tree.nodes.new("ShaderNodeVectorMath")
-    mix.operation = "MULTIPLY_ADD"  # noise * 0.5 + voronoi * 0.5, via two steps
-    mix.inputs[1].default_value = (0.5, 0.5, 0.5)
+    mix.operation = "MULTIPLY_ADD"  # noise * 0.7 + voronoi * 0.5, via two steps
+    mix.inputs[1].default_value = (0.7, 0.7, 0.7)
     # Noise "Fac" costs a third of "Color"; the voronoi cells bring the colour.
     tree.links.new(noise.outputs["Fac"], mix.inputs[0])
     half_voronoi = tree.nodes.new("ShaderNodeVectorMath")
@@ -188,7 +188,7 @@ def _flat_emission(name: str, colour) -> bpy.types.Material:
     return material
 
 
-def _textured_diffuse(name: str, colour_a, colour_b, scale: float, fill: float = 0.12):
+def _textured_diffuse(name: str, colour_a, colour_b, scale: float, fill: float = 0.2):
     """Diffuse world-space texture plus an emissive fill of `fill` times the same colour."""
     material = bpy.data.materials.new(name)
     tree = _node_tree(material)
@@ -283,7 +283,7 @@ def build_room(builder: _SceneBuilder, sky: bool = False) -> None:
     sx, sy, sz = x1 - x0 + 2 * t, y1 - y0 + 2 * t, z1 - z0 + 2 * t
     surfaces = {
         "floor": ((cx, cy, z0 - t / 2), (sx, sy, t), (0.55, 0.4, 0.3), (0.25, 0.2, 0.15), 3.0),
-        "ceiling": ((cx, cy, z1 + t / 2), (sx, sy, t), (0.9, 0.9, 0.85), (0.6, 0.6, 0.65), 2.5),
+        "ceiling": ((cx, cy, z1 + t / 2), (sx, sy, t), (0.7, 0.7, 0.65), (0.45, 0.45, 0.5), 2.5),
         "wall+X": ((x1 + t / 2, cy, cz), (t, sy, sz), (0.8, 0.6, 0.5), (0.4, 0.3, 0.5), 2.2),
         "wall-X": ((x0 - t / 2, cy, cz), (t, sy, sz), (0.5, 0.7, 0.6), (0.3, 0.4, 0.3), 2.6),
         "wall+Y": ((cx, y1 + t / 2, cz), (sx, t, sz), (0.6, 0.6, 0.8), (0.3, 0.3, 0.45), 2.4),
@@ -318,10 +318,10 @@ def build_room(builder: _SceneBuilder, sky: bool = False) -> None:
                 (0.4, -3.0, floor + 0.35), (1.0, 0.6, 0.7))
 
     light_data = bpy.data.lights.new("light", "POINT")
-    light_data.energy = 150.0
+    light_data.energy = 80.0
     light_data.shadow_soft_size = 0.0
     light = bpy.data.objects.new("light", light_data)
-    light.location = (0.8, 0.5, z1 - 0.7)
+    light.location = (0.8, 0.5, z1 - 1.0)
     builder.scene.collection.objects.link(light)
     _world(sky=sky)
 

@@ -178,6 +178,13 @@ def test_ods_stereo_left_eye_matches_mono_and_right_eye_is_shifted_by_the_ipd():
     assert predicted < 0.02
     assert predicted < 0.5 * warp_error(cols + shift)  # no disparity
     assert predicted < 0.4 * warp_error(cols + 2 * shift)  # eyes swapped
+    # Pole merge (60..75 degrees): beyond 75 degrees both eyes sit at the centre.
+    def eye_difference(rows):
+        return np.abs(stereo.left_rgb[rows] - stereo.right_rgb[rows]).mean()
+
+    row_latitude = np.degrees(latitude[:, 0])
+    polar = eye_difference(np.abs(row_latitude) > 76)
+    assert polar < 0.25 * eye_difference(np.abs(row_latitude) < 30)
     for name in ("box_near", "cylinder_near"):
         left_col = np.nonzero(stereo.eye("left").mask(name))[1].mean()
         right_col = np.nonzero(stereo.eye("right").mask(name))[1].mean()

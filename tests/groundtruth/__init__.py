@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -168,8 +169,8 @@ def clear_memory_cache() -> None:
 
 
 def _check_common(scene: str, width: int, samples: int) -> None:
-    if not isinstance(scene, str) or not scene:
-        raise ValueError(f"scene must be a scene name, got {scene!r}")
+    if not isinstance(scene, str) or not re.fullmatch(r"[A-Za-z0-9_]+", scene):
+        raise ValueError(f"scene must be a scene name (letters, digits, _), got {scene!r}")
     if width < 8 or width % 2:
         raise ValueError(f"width must be an even number >= 8, got {width}")
     if samples < 1:

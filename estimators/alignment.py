@@ -36,6 +36,8 @@ from .projection import View, footprint
 
 Kind = Literal["relative-disparity", "metric-distance"]
 KINDS: tuple[str, ...] = ("relative-disparity", "metric-distance")
+# Smallest robust scale of the relative pair residuals (see _Problem.weights_for).
+SIGMA_FLOOR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -151,8 +153,8 @@ def align_views(
     curvature: float = 0.2,
     shift_smoothness: float = 1.0,
     shift_ridge: float = 1e-3,
-    sample_height: int = 96,
-    iterations: int = 3,
+    sample_height: int = 64,
+    iterations: int = 4,
     robust: bool = True,
     valid: list[np.ndarray] | None = None,
 ) -> Alignment:
@@ -202,10 +204,15 @@ def align_views(
     samples = _overlap_samples(maps, views, max(8, int(sample_height)))
     if samples is None:
         return identity(grid)
-    # Stage 1: one scale and shift per view, robust to blunders in absolute terms.
+    # Stage 1: one scale and shift per view. Residuals are taken relative to the local
+    # disparity of the plain least-squares solution (so near and far surfaces count alike),
+    # a level that then stays fixed: one that followed the solution would reward inflating it.
     coarse = _Problem(samples, n_views, 1, metric, smoothness, curvature, shift_smoothness, shift_ridge)
-    x = coarse.solve(None, max(iterations, 4) if robust else 1)
+    x = coarse.solve(None, 1)
     level = coarse.levels(x)
+    if robust:
+        x = coarse.solve(coarse.weights_for(x, level), iterations, level)
+        level = coarse.levels(x)
     residual_before = _robust_rms(coarse.pairs @ coarse.identity() / coarse.levels(coarse.identity()))
     problem = coarse
     if grid > 1:
@@ -219,8 +226,8 @@ def align_views(
             x = np.r_[x[:n_views], np.zeros(n_views)]
         problem = _Problem(samples, n_views, grid, metric, smoothness, curvature, shift_smoothness, shift_ridge)
         start = problem.lift(x, coarse)
-        # Residuals are taken relative to stage 1's disparity (so near and far surfaces
-        # count alike); the seed weights down-weight blunders before the grids can bend.
+        # Residuals relative to stage 1's disparity; the seed weights down-weight blunders
+        # before the grids can bend to them.
         if robust:
             x = problem.solve(problem.weights_for(start, level), iterations, level)
         else:
@@ -234,7 +241,8 @@ def align_views(
 
 @dataclass(frozen=True)
 class _Samples:
-    """Overlap samples: per entry (view, equirect sample pixel), sorted by pixel, and the pairs."""
+    """Overlap samples: per entry (view, equirect sample pixel), sorted by pixel, and the pairs
+    of entries (`first`, `second`) that see the same pixel."""
 
     view: np.ndarray
     value: np.ndarray
@@ -263,18 +271,18 @@ def _overlap_samples(maps, views: tuple[View, ...], sample_h: int) -> _Samples |
     pix, view, value, cos, a, b = (np.concatenate(col) for col in zip(*parts, strict=True))
     order = np.argsort(pix, kind="stable")
     pix = pix[order]
-    first, second = [], []
-    for offset in range(1, len(views)):
-        same = np.flatnonzero(pix[:-offset] == pix[offset:])
-        if same.size == 0:
-            break
-        first.append(same)
-        second.append(same + offset)
-    if not first:
+    # The views seeing one pixel are paired as a ring (1-2, 2-3, ..., k-1): k pairs tie
+    # all k together, where all k (k - 1) / 2 pairs would cost far more for ico views.
+    _, starts, counts = np.unique(pix, return_index=True, return_counts=True)
+    chained = np.flatnonzero(pix[:-1] == pix[1:])
+    ring = counts >= 3
+    first = np.concatenate((chained, starts[ring]))
+    second = np.concatenate((chained + 1, starts[ring] + counts[ring] - 1))
+    if first.size == 0:
         return None
     return _Samples(
         view[order], value[order], cos[order], a[order].astype(np.float64), b[order].astype(np.float64),
-        np.concatenate(first), np.concatenate(second),
+        first, second,
     )
 
 
@@ -341,11 +349,14 @@ class _Problem:
         """Cauchy IRLS weights of the residuals relative to a fixed `level` (None: absolute).
 
         The level must not follow the current solution: dividing by it would reward
-        inflating the disparities, and the solve would drift towards constant maps.
+        inflating the disparities, and the solve would drift towards constant maps. The
+        robust scale is floored at 0.1% (relative): with noiseless inliers it would shrink
+        towards 0, every tiny misfit would count as an outlier, and views would be cut
+        loose one by one until all but one collapse.
         """
         level = np.ones(self.n_pairs) if level is None else level
         rel = (self.pairs @ x) / level
-        sigma = max(1.4826 * float(np.median(np.abs(rel))), 1e-9)
+        sigma = max(1.4826 * float(np.median(np.abs(rel))), SIGMA_FLOOR)
         weights = 1.0 / (level**2 * (1.0 + (rel / (tolerance * sigma)) ** 2))
         return weights * (self.n_pairs / weights.sum())
 

@@ -295,7 +295,8 @@ def _is_variable(intervals: list[float], tick: float) -> bool:
 
 def _frame_to_rgb(frame, bit_depth: int) -> np.ndarray:
     if bit_depth > 8:
-        return frame.to_ndarray(format="rgb48le").astype(np.float32) / np.float32(65535)
+        # planar 16-bit: PyAV 16's packed rgb48le conversion garbles some 10-bit frames
+        return frame.to_ndarray(format="gbrp16le").astype(np.float32) / np.float32(65535)
     return frame.to_ndarray(format="rgb24").astype(np.float32) / np.float32(255)
 
 

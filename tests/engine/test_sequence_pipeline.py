@@ -88,8 +88,7 @@ def test_outputs_layout_sidecar_preview_and_rgbd(tmp_path, plugin_file):
     folder = out / "shot"
     assert result.folder == folder and result.written == tuple(range(1, 7)) and not result.skipped
     for number in range(1, 7):
-        for name in sequence_pipeline.frame_files(result_kinds := ("distance", "disparity", "mask", "preview",
-                                                                     "png16", "rgbd"), number):
+        for name in sequence_pipeline.frame_files(sequence_pipeline.SAVE_KINDS, number):
             assert (folder / name).is_file(), name
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     distance = image_io.read_exr(folder / "distance_00003.exr")

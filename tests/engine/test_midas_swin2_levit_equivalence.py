@@ -152,6 +152,7 @@ def test_swin2_large_mask_layout_matches_manifest():
     assert computed == expected
 
 
+@pytest.mark.slow  # timm's levit_384 takes seconds to initialise
 def test_levit_attention_bias_indices_are_the_official_buffers(levit, timm_levit):
     """Indices of the kept blocks have the manifest's shapes and timm 1.0's values."""
     shapes = {
@@ -190,6 +191,7 @@ def _give_timm_levit(reference: torch.nn.Module, state_dict: dict) -> None:
     )
 
 
+@pytest.mark.slow  # timm's levit_384 takes seconds to initialise
 def test_levit_backbone_matches_timm_with_sharp_attention_biases(levit, timm_levit):
     backbone = levit.pretrained
     state_dict = {

@@ -18,7 +18,7 @@ import numpy as np
 from .alignment import KINDS, Alignment, align_views
 from .blending import blend_to_equirect
 from .calibration import metric_to_distance, relative_to_distance
-from .projection import Preset, View, equirect_to_views, make_views
+from .projection import Interpolation, Preset, View, equirect_to_views, make_views
 
 # Defaults of the near/far rule (calibration.py) for relative estimators, in metres.
 DEFAULT_NEAR = 1.0
@@ -31,6 +31,8 @@ BATCH_BUDGET_BYTES = 64 * 1024 * 1024
 
 
 class Estimator(Protocol):
+    """The estimator protocol of DESIGN.md (built-in networks and plug-ins alike)."""
+
     kind: str
 
     def predict(self, images: np.ndarray, rays: np.ndarray) -> np.ndarray: ...
@@ -67,9 +69,11 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return image.astype(np.float32, copy=False)
 
 
-def project_to_views(image: np.ndarray, views: tuple[View, ...]) -> list[np.ndarray]:
+def project_to_views(
+    image: np.ndarray, views: tuple[View, ...], interpolation: Interpolation = "bilinear"
+) -> list[np.ndarray]:
     """Sample an equirect RGB image [H, W, 3] (0..1) into every view: float32 [h, w, 3] each."""
-    return [np.clip(v, 0.0, 1.0) for v in equirect_to_views(_check_image(image), views)]
+    return [np.clip(v, 0.0, 1.0) for v in equirect_to_views(_check_image(image), views, interpolation)]
 
 
 def merge_views(
@@ -158,6 +162,7 @@ def estimate_equirect(
     timings["predict"] = t2 - t1
 
     if metric:
+        # Metric results are distances: align their inverses, by scale only (alignment.py).
         with np.errstate(divide="ignore", invalid="ignore"):
             disparities = [np.where(r > 0, 1.0 / r, np.nan).astype(np.float32) for r in raw]
     else:

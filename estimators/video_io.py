@@ -38,6 +38,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".webp", ".b
 PROBE_PACKETS = 300
 # Frame intervals may differ by this fraction (plus one timestamp tick) and still be constant.
 VFR_TOLERANCE = 0.1
+REORDER_DEPTH = 32
 _PRINTF = re.compile(r"%(0?)(\d*)d")
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 
@@ -283,6 +284,9 @@ def _packet_intervals(container, stream) -> list[float]:
     except av.error.FFmpegError:
         pass  # a damaged tail is reported by read_frames, with the last good frame
     times.sort()
+    if len(times) >= PROBE_PACKETS:
+        # frames reordered (B-frames) may have their packets just past the probe: drop the tail
+        times = times[: -REORDER_DEPTH]
     return [b - a for a, b in zip(times, times[1:], strict=False) if b > a]
 
 

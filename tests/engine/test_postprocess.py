@@ -105,6 +105,7 @@ def _abs_rel(estimate, truth, where):
     return float(np.mean(np.abs(estimate[where] - truth[where]) / truth[where]))
 
 
+@pytest.mark.slow
 def test_edge_aware_upsampling_beats_bilinear_at_depth_edges():
     """A 4x smaller ground-truth depth brought back to full size, guided by the colour render."""
     truth = render_mono("room", 256, 16)

@@ -258,3 +258,22 @@ def test_device_and_precision_choice_is_explicit():
             choose_device("cuda")
     else:
         assert choose_precision(torch.device("cuda")) == torch.float16
+
+
+@pytest.mark.slow
+def test_download_command_fetches_verifies_and_lists(tmp_path):
+    import torch
+
+    from tests.engine.test_weights import LoopbackFileServer
+    from tests.reference_fixtures import fixture_state_dict
+
+    small = registry.get("depth-anything-v2-small")
+    torch.save(fixture_state_dict("depth_anything_v2_vits"), tmp_path / "served.pth")
+    models = tmp_path / "models"
+    with LoopbackFileServer((tmp_path / "served.pth").read_bytes()) as server:
+        result = _depth360("models", "download", small.name, "--models-dir", str(models), "--url", server.url)
+    assert result.returncode == 0, result.stderr
+    assert f"saved {models / small.checkpoint}" in result.stdout
+    assert "sha256" in result.stdout and "B/s" in result.stderr  # the tqdm progress bar is on stderr
+    assert sorted(os.listdir(models)) == [small.checkpoint]
+    assert _table_rows(_depth360("models", "--models-dir", str(models)).stdout)[small.name].endswith(" yes")

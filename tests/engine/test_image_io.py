@@ -147,3 +147,13 @@ def test_json_sidecar_refuses_nan(tmp_path):
     with pytest.raises(ValueError):
         image_io.write_json(tmp_path / "b.json", {"x": float("nan")})
     assert _only(tmp_path) == ["a.json"]
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    from PIL import Image
+
+    photo = Image.fromarray(np.zeros((10, 20, 3), np.uint8))
+    exif = photo.getexif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    photo.save(tmp_path / "rotated.jpg", exif=exif)
+    assert image_io.read_image(tmp_path / "rotated.jpg").shape == (20, 10, 3)

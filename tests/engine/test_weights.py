@@ -36,7 +36,7 @@ def vits_bytes(tmp_path_factory) -> bytes:
     return path.read_bytes()
 
 
-class _Server:
+class LoopbackFileServer:
     """A loopback HTTP server of one file, with Range support and an optional cut-off."""
 
     def __init__(self, payload: bytes, *, ranges: bool = True, cut_after: int | None = None, status: int = 200):
@@ -238,7 +238,7 @@ def _spec_for(payload: bytes, **changes) -> registry.ModelSpec:
 def test_interrupted_download_resumes_with_range_and_is_renamed_when_verified(tmp_path, vits_bytes):
     spec = _spec_for(vits_bytes)
     cut = len(vits_bytes) * 2 // 5
-    with _Server(vits_bytes, cut_after=cut) as server:
+    with LoopbackFileServer(vits_bytes, cut_after=cut) as server:
         with pytest.raises(DownloadError, match="run the same command again to resume"):
             weights.download(spec, tmp_path, url=server.url, progress=False)
         part = tmp_path / (SMALL.checkpoint + ".part")
@@ -258,7 +258,7 @@ def test_interrupted_download_resumes_with_range_and_is_renamed_when_verified(tm
 def test_server_without_ranges_restarts_cleanly(tmp_path, vits_bytes):
     part = tmp_path / (SMALL.checkpoint + ".part")
     part.write_bytes(b"stale bytes that are not the start of the file")
-    with _Server(vits_bytes, ranges=False) as server:
+    with LoopbackFileServer(vits_bytes, ranges=False) as server:
         path = weights.download(_spec_for(vits_bytes), tmp_path, url=server.url, progress=False)
     assert path.read_bytes() == vits_bytes and not part.exists()
 
@@ -274,16 +274,16 @@ def test_server_without_ranges_restarts_cleanly(tmp_path, vits_bytes):
     ids=["sha256", "size", "wrong-model"],
 )
 def test_failed_verification_keeps_nothing(tmp_path, vits_bytes, changes, message):
-    with _Server(vits_bytes) as server, pytest.raises(DownloadError, match=message):
+    with LoopbackFileServer(vits_bytes) as server, pytest.raises(DownloadError, match=message):
         weights.download(_spec_for(vits_bytes, **changes), tmp_path, url=server.url, progress=False)
     assert os.listdir(tmp_path) == []
 
 
 def test_not_a_checkpoint_and_http_errors(tmp_path):
     payload = b"<html>not found page served as 200</html>"
-    with _Server(payload) as server, pytest.raises(DownloadError, match="not a PyTorch checkpoint"):
+    with LoopbackFileServer(payload) as server, pytest.raises(DownloadError, match="not a PyTorch checkpoint"):
         weights.download(_spec_for(payload), tmp_path, url=server.url, progress=False)
-    with _Server(payload, status=404) as server, pytest.raises(DownloadError, match="HTTP 404"):
+    with LoopbackFileServer(payload, status=404) as server, pytest.raises(DownloadError, match="HTTP 404"):
         weights.download(SMALL, tmp_path, url=server.url, progress=False)
     assert os.listdir(tmp_path) == []
 

@@ -1,0 +1,337 @@
+"""The engine as a worker subprocess: its command line, its progress lines, cancel and crashes.
+
+Blender's interactive UI runs `depth360 estimate` in a child process (DESIGN.md) so that
+it stays responsive, ESC cancels, and a crash or out-of-memory in torch does not take
+Blender down. This module is the Blender-free half of that:
+
+- `EstimateRequest`: the plain request an operator builds; `cli_args()` is the
+  `depth360 estimate ...` argument list, the same for the worker and in-process runs.
+- `worker_command` / `worker_environment`: `[python, "-m", "<package>.estimators.cli", ...]`
+  and the PYTHONPATH that makes the extension import as a package.
+- `parse_progress_line`: one `--progress json` line (see `progress.py`) as a
+  `ProgressUpdate`, or None for any other line.
+- `WorkerProcess`: starts the command in its own process group, reads stdout and
+  stderr on two threads into a queue (so `poll()` never blocks), cancels (terminate,
+  then kill after a grace period, the whole group so nothing is orphaned), and turns
+  the end of the process into a `WorkerResult` whose `message` names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+CANCEL_GRACE_S = 1.0
+KEPT_LINES = 200
+_POSIX = os.name == "posix"
+
+
+@dataclass(frozen=True)
+class EstimateRequest:
+    """What to estimate: the options of `depth360 estimate` as plain data (DESIGN.md)."""
+
+    inputs: tuple[str, ...]
+    output_dir: str
+    model: str = "depth-anything-v2-small"
+    layout: str = "mono"
+    views: str | None = None
+    near: float | None = None
+    far: float | None = None
+    frames: tuple[int, int] | None = None
+    save: tuple[str, ...] | None = None
+    device: str = "auto"
+    models_dir: str | None = None
+    projection: str = "equirect"
+    progress: Literal["json", "none"] | None = None
+
+    def __post_init__(self):
+        if not self.inputs:
+            raise ValueError("an estimate request needs at least one input")
+        if not self.output_dir:
+            raise ValueError("an estimate request needs an output folder")
+        if (self.near is None) != (self.far is None):
+            raise ValueError("near and far go together: give both or neither")
+        if self.frames is not None and not 1 <= self.frames[0] <= self.frames[1]:
+            raise ValueError(f"frames must be a 1-based range A-B with A <= B, got {self.frames}")
+
+    def cli_args(self) -> list[str]:
+        """The argument list of `depth360 estimate` for this request (without the program)."""
+        args = ["estimate", *map(str, self.inputs), "-o", str(self.output_dir), "--model", self.model]
+        if self.projection != "equirect":
+            args += ["--projection", self.projection]
+        if self.layout != "mono":
+            args += ["--layout", self.layout]
+        if self.views is not None:
+            args += ["--views", self.views]
+        if self.near is not None:
+            args += ["--near", repr(float(self.near)), "--far", repr(float(self.far))]
+        if self.frames is not None:
+            args += ["--frames", f"{self.frames[0]}-{self.frames[1]}"]
+        if self.save is not None:
+            args += ["--save", ",".join(self.save)]
+        if self.device != "auto":
+            args += ["--device", self.device]
+        if self.models_dir:
+            args += ["--models-dir", str(self.models_dir)]
+        if self.progress is not None:
+            args += ["--progress", self.progress]
+        return args
+
+
+def worker_command(python: str | os.PathLike, package: str, request: EstimateRequest) -> list[str]:
+    """`[python, "-u", "-m", "<package>.estimators.cli", "estimate", ...]` for `request`.
+
+    `package` is the importable name of the extension's root package in the worker
+    (its folder name, e.g. "depth360"; see `worker_environment`).
+    """
+    if not package or not all(part.isidentifier() for part in package.split(".")):
+        raise ValueError(f"package must be a dotted Python name, got {package!r}")
+    return [os.fspath(python), "-u", "-m", f"{package}.estimators.cli", *request.cli_args()]
+
+
+def worker_environment(extension_root: str | os.PathLike, site_packages: str | os.PathLike | None = None,
+                       base: dict[str, str] | None = None) -> dict[str, str]:
+    """The worker's environment: the extension's parent folder (so the engine imports as
+    the package named like `extension_root`) and `site_packages` (dependencies installed
+    for the extension) in front of PYTHONPATH; unbuffered output."""
+    env = dict(os.environ if base is None else base)
+    paths = [os.fspath(Path(os.path.abspath(extension_root)).parent)]
+    if site_packages:
+        paths.append(os.fspath(site_packages))
+    if env.get("PYTHONPATH"):
+        paths.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONHOME", None)  # Blender's own PYTHONHOME would break an external Python
+    return env
+
+
+@dataclass(frozen=True)
+class ProgressUpdate:
+    """One `--progress json` line: `frame` just written, `done` of `total`, rate and ETA."""
+
+    frame: int
+    done: int
+    total: int
+    fps: float | None = None
+    eta_s: float | None = None
+
+    @property
+    def fraction(self) -> float:
+        """Share of the run finished, 0..1 (1 when the total is unknown or zero)."""
+        return min(max(self.done / self.total, 0.0), 1.0) if self.total > 0 else 1.0
+
+    def describe(self) -> str:
+        """Status text: `Frame 12: 12/60 (3.1 fps, 0:15 left)`."""
+        text = f"Frame {self.frame}: {self.done}/{self.total}"
+        extra = []
+        if self.fps is not None:
+            extra.append(f"{self.fps:.2f} fps")
+        if self.eta_s is not None:
+            minutes, seconds = divmod(int(round(self.eta_s)), 60)
+            extra.append(f"{minutes}:{seconds:02d} left")
+        return f"{text} ({', '.join(extra)})" if extra else text
+
+
+def _optional_number(value, key: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"progress field {key!r} must be a number or null, got {value!r}")
+    return float(value)
+
+
+def parse_progress_line(line: str) -> ProgressUpdate | None:
+    """The `ProgressUpdate` of a `--progress json` line; None for any other output line.
+
+    A line that is a JSON object with `frame` and `total` but malformed fields raises
+    ValueError (a worker speaking the protocol wrongly is a bug worth seeing).
+    """
+    text = line.strip()
+    if not (text.startswith("{") and text.endswith("}")):
+        return None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict) or "frame" not in data or "total" not in data:
+        return None
+    integers = {}
+    for key in ("frame", "done", "total"):
+        value = data.get(key, data["frame"] if key == "done" else None)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"progress field {key!r} must be an integer, got {value!r} in {text}")
+        integers[key] = value
+    return ProgressUpdate(**integers, fps=_optional_number(data.get("fps"), "fps"),
+                          eta_s=_optional_number(data.get("eta_s"), "eta_s"))
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """How a worker ended: `status` done/failed/cancelled, its exit code, and a message."""
+
+    status: Literal["done", "failed", "cancelled"]
+    returncode: int
+    message: str
+    stdout: tuple[str, ...] = field(default=(), repr=False)
+    stderr: tuple[str, ...] = field(default=(), repr=False)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def failure_message(returncode: int, stderr_lines) -> str:
+    """One line naming why a worker failed: its last meaningful stderr line, else its exit."""
+    last = next((line.strip() for line in reversed(list(stderr_lines))
+                 if line.strip() and not line.startswith((" ", "\t", "Traceback", "\r"))), "")
+    if returncode < 0:
+        killed = f"the depth worker was killed by {_signal_name(-returncode)}"
+        if -returncode == getattr(signal, "SIGKILL", 9):
+            killed += " (out of memory?)"
+        return f"{killed}: {last}" if last else killed
+    if last:
+        return last
+    return f"the depth worker failed with exit status {returncode} and no message"
+
+
+class WorkerProcess:
+    """A running worker command: non-blocking output, progress, cancel, and its result.
+
+    The process starts in a new process group (POSIX: a new session) so that cancel
+    reaches every process it started. Output lines arrive on reader threads; `poll()`
+    drains them without blocking and returns the new progress updates.
+    """
+
+    def __init__(self, command: list[str], *, env: dict[str, str] | None = None,
+                 cwd: str | os.PathLike | None = None):
+        if not command:
+            raise ValueError("a worker needs a command")
+        self.command = list(command)
+        self.stdout_lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.stderr_lines: deque[str] = deque(maxlen=KEPT_LINES)
+        self.progress: ProgressUpdate | None = None
+        self.updates: list[ProgressUpdate] = []  # every update so far, in order
+        self.cancelled = False
+        self._queue: queue.Queue = queue.Queue()
+        self._result: WorkerResult | None = None
+        options = {"start_new_session": True} if _POSIX else {
+            "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
+        try:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                env=env, cwd=cwd, text=True, encoding="utf-8", errors="replace", bufsize=1, **options,
+            )
+        except OSError as error:
+            raise OSError(f"cannot start the depth worker {self.command[0]}: {error.strerror or error}") from error
+        self.pid = self.process.pid
+        self._readers = [
+            threading.Thread(target=self._read, args=(stream, name), daemon=True,
+                             name=f"depth360-worker-{name}")
+            for stream, name in ((self.process.stdout, "stdout"), (self.process.stderr, "stderr"))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read(self, stream, name: str) -> None:
+        for line in stream:
+            self._queue.put((name, line.rstrip("\n")))
+        stream.close()
+
+    def poll(self) -> list[ProgressUpdate]:
+        """Take the output that arrived since the last call; the new progress updates."""
+        updates = []
+        while True:
+            try:
+                name, line = self._queue.get_nowait()
+            except queue.Empty:
+                return updates
+            if name == "stderr":
+                self.stderr_lines.append(line)
+                continue
+            update = parse_progress_line(line)
+            if update is None:
+                self.stdout_lines.append(line)
+            else:
+                self.progress = update
+                self.updates.append(update)
+                updates.append(update)
+
+    @property
+    def running(self) -> bool:
+        """True while the worker process has not exited."""
+        return self.process.poll() is None
+
+    def _signal_group(self, number: int) -> None:
+        if _POSIX:
+            try:
+                os.killpg(self.pid, number)
+            except (ProcessLookupError, PermissionError):
+                pass  # the group is gone already
+        elif self.process.poll() is None:
+            self.process.kill() if number == getattr(signal, "SIGKILL", None) else self.process.terminate()
+
+    def cancel(self, grace_s: float = CANCEL_GRACE_S) -> WorkerResult:
+        """Stop the worker and everything it started: terminate, then kill after `grace_s`."""
+        if self._result is None:
+            self.cancelled = True
+            self._signal_group(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+        return self.wait()
+
+    def wait(self, timeout: float | None = None) -> WorkerResult:
+        """Wait for the worker to end (TimeoutExpired after `timeout`); its result."""
+        if self._result is not None:
+            return self._result
+        returncode = self.process.wait(timeout=timeout)
+        # The leader is gone: kill whatever it left in its group (nothing, normally), then
+        # let the readers reach the end of both pipes.
+        self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+        for reader in self._readers:
+            reader.join(timeout=5.0)
+        self.poll()
+        if self.cancelled:
+            status, message = "cancelled", "cancelled"
+        elif returncode == 0:
+            status, message = "done", "done"
+        else:
+            status, message = "failed", failure_message(returncode, self.stderr_lines)
+        self._result = WorkerResult(status, returncode, message,
+                                    tuple(self.stdout_lines), tuple(self.stderr_lines))
+        return self._result
+
+    def result(self) -> WorkerResult | None:
+        """The result once the worker has ended, else None (never blocks)."""
+        if self._result is None and self.process.poll() is not None:
+            return self.wait()
+        return self._result
+
+    def run_to_end(self, on_progress=None, interval_s: float = 0.05) -> WorkerResult:
+        """Block until the worker ends, calling `on_progress(update)` for each update."""
+        reported = 0
+        while True:
+            ended = not self.running
+            result = self.wait() if ended else None
+            self.poll()
+            for update in self.updates[reported:]:
+                if on_progress is not None:
+                    on_progress(update)
+            reported = len(self.updates)
+            if result is not None:
+                return result
+            time.sleep(interval_s)

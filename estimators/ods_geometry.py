@@ -101,28 +101,32 @@ def ods_distance_from_disparity(disparity_rad: np.ndarray, theta: np.ndarray, *,
     Disparities at or beyond infinity (and rows without eye offset) give `max_distance`.
     """
     _check_geometry(ipd, pole_merge, convergence_distance)
-    delta = np.asarray(disparity_rad, dtype=np.float64)
-    theta = np.broadcast_to(np.asarray(theta, dtype=np.float64), delta.shape)
-    s = (ipd / 2) * pole_merge_fade(theta, pole_merge)
+    delta = np.asarray(disparity_rad)
+    dtype = np.float32 if delta.dtype == np.float32 else np.float64
+    delta = delta.astype(dtype, copy=False)
+    theta = np.asarray(theta, dtype=np.float64)  # per-angle terms at theta's (broadcastable) shape
+    s = ((ipd / 2) * pole_merge_fade(theta, pole_merge)).astype(dtype)
+    sin_theta, cos_theta = np.sin(theta).astype(dtype), np.cos(theta).astype(dtype)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if convergence_distance is None:
             half = delta / 2
             finite = (half > 0) & (half < np.pi / 2) & (s > 0)
             rho = s / np.sin(half)
-            horizontal = np.sqrt(np.maximum(rho**2 - s**2, 0.0))
-            z = horizontal * np.cos(theta) / np.sin(theta)
+            # z = sqrt(rho^2 - s^2) cot(theta), so d^2 = rho^2 / sin^2(theta) - s^2 cot^2(theta)
+            squared = (rho / sin_theta) ** 2 - (s * cos_theta / sin_theta) ** 2
         else:
-            b = convergence_distance * np.sin(theta)
+            b = convergence_distance * sin_theta
             length = np.sqrt(s**2 + b**2)
             r = s * b / length
             angle = np.arccos(np.clip(r / b, -1.0, 1.0)) - delta / 2
             finite = (angle > 0) & (angle < np.pi / 2) & (s > 0) & (b > 0)
             rho = r / np.cos(angle)
             horizontal = s**2 / length + np.sqrt(np.maximum(rho**2 - r**2, 0.0))
-            z = horizontal * convergence_distance * np.cos(theta) / length
-        distance = np.sqrt(rho**2 + z**2)
+            z = horizontal * convergence_distance * cos_theta / length
+            squared = rho**2 + z**2
+        distance = np.sqrt(np.maximum(squared, 0.0))
     finite &= np.isfinite(distance)
-    return np.where(finite, np.minimum(distance, max_distance), max_distance)
+    return np.where(finite, np.minimum(distance, max_distance), max_distance).astype(dtype, copy=False)
 
 
 def ods_disparity_from_distance(distance: np.ndarray, theta: np.ndarray, *, ipd: float = 0.064,

@@ -153,12 +153,20 @@ def refine_subpixel(disparity: np.ndarray, valid: np.ndarray, left: np.ndarray, 
     if pixels.size == 0:
         return disparity
     pixel_levels = nearest[:, inner].ravel()[pixels]
+    # Each level costs a pass over the image: leave the fraction of rare levels as SGBM gave it.
+    levels, counts = np.unique(pixel_levels, return_counts=True)
+    common = levels[counts >= max(50, pixel_levels.size // 2000)]
+    keep = np.isin(pixel_levels, common)
+    pixels, pixel_levels = pixels[keep], pixel_levels[keep]
+    if pixels.size == 0:
+        return disparity
     order = np.argsort(pixel_levels, kind="stable")
     pixels, pixel_levels = pixels[order], pixel_levels[order]
+    needed = np.unique(np.concatenate([common - 1, common, common + 1]))
     costs = np.zeros((3, pixels.size), dtype=np.float32)
     channel_sum = np.ones((1, left.shape[2]), np.float32) if left.ndim == 3 else None
     window = (2 * radius + 1, 2 * radius + 1)
-    for level in range(int(pixel_levels[0]) - 1, int(pixel_levels[-1]) + 2):
+    for level in needed.tolist():
         shifted = right[:, margin - level:width - margin - level]  # [x] holds right[x - level]
         difference = cv2.subtract(left[:, inner], shifted)
         squared = cv2.multiply(difference, difference)
@@ -253,10 +261,13 @@ def weighted_median(disparity: np.ndarray, weight: np.ndarray, guide: np.ndarray
     filt = _GuidedFilter(guide, radius, eps)
     low, high = float(disparity.min()), float(disparity.max())
     levels = low + step * np.arange(int(math.ceil((high - low) / step)) + 1)
+    # A level holding no pixel leaves every fraction as it was: nothing new can reach 1/2 there.
+    first_level = np.ceil((disparity.ravel() - low) / step - 0.5).astype(np.int64)
+    populated = np.bincount(np.clip(first_level, 0, levels.size - 1), minlength=levels.size) > 0
     total = np.maximum(filt(weight), 1e-6)
     result = np.full(disparity.shape, levels[-1], dtype=np.float32)
     done = np.zeros(disparity.shape, dtype=bool)
-    for level in levels[:-1]:
+    for level in levels[:-1][populated[:-1]]:
         fraction = filt(weight * (disparity <= level + step / 2)) / total
         reached = (fraction >= 0.5) & ~done
         result[reached] = level
@@ -330,6 +341,8 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
                    for image in (match_left, match_right)]
         disp_left = refine_subpixel(disp_left, valid, *blurred, subpixel_radius)
     filled = fill_from_background(disp_left, valid)
+    if valid.any():  # a handful of wild matches would otherwise cost the median many levels
+        filled = np.clip(filled, *np.percentile(disp_left[valid], [0.05, 99.95]))
 
     gray_left = _gray_u8(small_left)
     guide = _pad_columns(gray_left.astype(np.float32) / 255.0, pad, wrap)
@@ -438,7 +451,7 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     settings = dict(ODS_MATCHING, **options)
     matched = match_disparity(left_rgb, right_rgb, min_disparity=lowest - 1.0, max_disparity=highest,
                               wrap=True, max_match_width=max_match_width, **settings)
-    radians = matched.disparity.astype(np.float64) * (2 * np.pi / width)
+    radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     mask = matched.mask & informative[:, None] & (distance < max_distance)
     distance = np.where(mask, distance, max_distance).astype(np.float32)

@@ -1,0 +1,73 @@
+"""Seconds per 4K top-bottom ODS frame (each eye 3840 x 1920) for the stereo engine, and peak memory.
+
+Not a test: prints figures. The frame is synthetic (a multi-scale colour texture seen by two
+eyes with the disparities of a few planes), so the script needs no renders or files:
+
+    .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import time
+
+import numpy as np
+from depth360.estimators.stereo import estimate_stereo_equirect, split_stereo
+
+
+def synthetic_top_bottom_frame(eye_width: int = 3840, seed: int = 0) -> np.ndarray:
+    """uint8 [2H, W, 3] top-bottom frame: left eye on top, right eye below."""
+    import cv2
+
+    height = eye_width // 2
+    rng = np.random.default_rng(seed)
+    texture = np.zeros((height, eye_width, 3), np.float32)
+    for cells in (16, 64, 256, 1024):
+        noise = rng.random((max(2, cells // 2), cells, 3), dtype=np.float32)
+        texture += cv2.resize(noise, (eye_width, height), interpolation=cv2.INTER_CUBIC) / 4
+    rows = np.arange(height)[:, None]
+    cols = np.arange(eye_width)[None, :]
+    disparity = np.where(rows > height * 0.6, 10.0, 6.0) + 6.0 * ((cols // (eye_width // 8)) % 2)
+    map_x = (cols + disparity).astype(np.float32) % eye_width  # left(x) = right(x - disparity)
+    map_y = np.broadcast_to(rows, map_x.shape).astype(np.float32)
+    right = cv2.remap(texture, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    frame = np.concatenate([texture, right], axis=0)
+    return np.clip(frame * 255, 0, 255).astype(np.uint8)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--eye-width", type=int, default=3840)
+    parser.add_argument("--max-match-width", type=int, default=None,
+                        help="match at most this wide (default: the engine's default)")
+    args = parser.parse_args()
+
+    frame = synthetic_top_bottom_frame(args.eye_width)
+    options = {} if args.max_match_width is None else {"max_match_width": args.max_match_width}
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    seconds, cpu_seconds = [], []
+    for _ in range(args.repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        left, right = split_stereo(frame, "top-bottom")
+        result = estimate_stereo_equirect(left, right, **options)
+        seconds.append(time.perf_counter() - start)
+        cpu_seconds.append(time.process_time() - start_cpu)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    eye_height = frame.shape[0] // 2
+    print(f"stereo ODS, top-bottom frame {args.eye_width}x{eye_height} per eye, "
+          f"{os.cpu_count()} CPU cores, options {options or 'default'}")
+    print(f"seconds per frame: median {statistics.median(seconds):.2f} "
+          f"(runs: {', '.join(f'{s:.2f}' for s in seconds)})")
+    print(f"CPU seconds per frame (all threads): median {statistics.median(cpu_seconds):.2f}; "
+          f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores "
+          "(other work on the machine stretches the wall-clock figure)")
+    print(f"peak resident memory: {peak:.0f} MiB (frame and interpreter before: {rss_before:.0f} MiB)")
+    print(f"valid pixels: {result.mask.mean():.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -22,7 +22,7 @@ from .ods_geometry import ods_distance_from_disparity, ods_informative_rows
 StereoLayout = Literal["top-bottom", "side-by-side"]
 
 # Mean absolute difference (0..1 scale) below which two eyes count as the same picture.
-_MONO_DIFFERENCE = 1.5 / 255
+_MONO_DIFFERENCE = 1.0 / 255
 
 # Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
 # accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
@@ -188,15 +188,17 @@ def refine_subpixel(disparity: np.ndarray, valid: np.ndarray, left: np.ndarray, 
     return refined
 
 
-def _left_right_consistent(disp_left: np.ndarray, disp_right: np.ndarray, valid_left: np.ndarray,
-                           valid_right: np.ndarray, tolerance: float) -> np.ndarray:
+def _left_right_residual(disp_left: np.ndarray, disp_right: np.ndarray, valid_left: np.ndarray,
+                         valid_right: np.ndarray) -> np.ndarray:
+    """|D_L(x) - D_R(x - D_L(x))| per left pixel; +inf where either side has no match."""
     width = disp_left.shape[1]
     target = np.rint(np.arange(width)[None, :] - disp_left).astype(np.int64)
     inside = (target >= 0) & (target < width)
     target = np.clip(target, 0, width - 1)
     back = np.take_along_axis(disp_right, target, axis=1)
     back_valid = np.take_along_axis(valid_right, target, axis=1)
-    return valid_left & inside & back_valid & (np.abs(back - disp_left) <= tolerance)
+    matched = valid_left & inside & back_valid
+    return np.where(matched, np.abs(back - disp_left), np.inf).astype(np.float32)
 
 
 def _remove_speckles(disparity: np.ndarray, valid: np.ndarray, max_size: int, max_jump: float) -> np.ndarray:
@@ -308,8 +310,10 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     as periodic (equirect eyes). SGBM runs on `colour` or gray images (3x3 median first with
     `denoise`) with penalties `smoothness` = (P1, P2) per channel and block pixel;
     `subpixel_radius` re-fits the fractions (`refine_subpixel`). The colour-guided weighted
-    median (`median_radius`, computed `median_downscale` times smaller) fills and vets. Above `max_match_width` the
-    eyes are matched downscaled and the disparity is brought back up guided by the colour.
+    median (`median_radius`, computed `median_downscale` times smaller) fills and vets: the mask
+    holds left-right consistent matches within a pixel of it, the confidence (0 off the mask)
+    falls with both discrepancies. Above `max_match_width` the eyes are matched downscaled and
+    the disparity is brought back up guided by the colour.
     """
     import cv2
 
@@ -328,8 +332,8 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     disp_left = _sgbm(match_left, match_right, low, count, block_size, smoothness)
     # The right eye's disparity: match the mirrored pair (mirrored right eye as the "left").
     disp_right = _sgbm(match_right[:, ::-1], match_left[:, ::-1], low, count, block_size, smoothness)[:, ::-1]
-    valid_left, valid_right = disp_left >= low, disp_right >= low
-    valid = _left_right_consistent(disp_left, disp_right, valid_left, valid_right, lr_tolerance)
+    residual = _left_right_residual(disp_left, disp_right, disp_left >= low, disp_right >= low)
+    valid = residual <= lr_tolerance
     valid = _remove_speckles(disp_left, valid, speckle_size, speckle_range)
     if not wrap:  # the padding is made up: no pixel in it, and no match into it, is real
         target = np.arange(disp_left.shape[1])[None, :] - disp_left
@@ -357,27 +361,40 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     else:
         median = weighted_median(filled, weight, guide, radius=median_radius, eps=median_eps)
     # Keep the sub-pixel match where it agrees with the median; elsewhere trust the median.
-    agree = valid & (np.abs(filled - median) <= 1.0)
+    disagreement = np.abs(filled - median)
+    agree = valid & (disagreement <= 1.0)
     disparity = np.where(agree, filled, median)
-    disparity = disparity[:, pad:pad + gray_left.shape[1]]
-    agree = agree[:, pad:pad + gray_left.shape[1]]
+    confidence = np.where(agree, (1 - 0.5 * np.minimum(residual / lr_tolerance, 1.0)) * (1 - 0.5 * disagreement), 0)
+    inner = slice(pad, pad + gray_left.shape[1])
+    disparity, agree, confidence = disparity[:, inner], agree[:, inner], confidence[:, inner]
 
-    confidence = agree.astype(np.float32)
     if factor != 1.0:
-        full_guide = _gray_u8(left_rgb).astype(np.float32) / 255.0
-        if wrap:
-            disparity = _pad_columns(disparity, 2, True)
-            confidence = _pad_columns(confidence, 2, True)
-        size = (round(width + (4 * factor if wrap else 0)), height)
-        disparity = cv2.resize(disparity * factor, size, interpolation=cv2.INTER_LINEAR)
-        confidence = cv2.resize(confidence, size, interpolation=cv2.INTER_LINEAR)
-        if wrap:
-            cut = round(2 * factor)
-            disparity, confidence = disparity[:, cut:cut + width], confidence[:, cut:cut + width]
-        smooth = _GuidedFilter(_pad_columns(full_guide, 8, wrap), radius=max(2, round(factor)), eps=median_eps)
+        disparity = _upsample(disparity, width, height, wrap) * np.float32(width / disparity.shape[1])
+        agree = _upsample(agree.astype(np.float32), width, height, wrap) >= 0.5
+        confidence = _upsample(confidence.astype(np.float32), width, height, wrap)
+        full_guide = _pad_columns(_gray_u8(left_rgb).astype(np.float32) / 255.0, 8, wrap)
+        smooth = _GuidedFilter(full_guide, radius=max(2, round(factor)), eps=median_eps)
         disparity = smooth(_pad_columns(disparity, 8, wrap))[:, 8:8 + width]
-    mask = confidence >= 0.5
-    return DisparityMap(disparity.astype(np.float32), mask, confidence.astype(np.float32))
+    return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32))
+
+
+def _upsample(image: np.ndarray, width: int, height: int, wrap: bool) -> np.ndarray:
+    """Bilinear resize of a float32 [h, w] map to [height, width], pixel centres aligned;
+    columns wrap around when `wrap`."""
+    import cv2
+
+    small_height, small_width = image.shape
+    cols = ((np.arange(width, dtype=np.float32) + 0.5) * (small_width / width) - 0.5)
+    rows = np.clip((np.arange(height, dtype=np.float32) + 0.5) * (small_height / height) - 0.5,
+                   0, small_height - 1)
+    if wrap:
+        source, cols = _pad_columns(image, 1, True), cols + 1
+    else:
+        source, cols = image, np.clip(cols, 0, small_width - 1)
+    map_x = np.broadcast_to(cols[None, :], (height, width))
+    map_y = np.broadcast_to(rows[:, None], (height, width))
+    return cv2.remap(np.ascontiguousarray(source, dtype=np.float32), np.ascontiguousarray(map_x),
+                     np.ascontiguousarray(map_y), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
 def estimate_stereo_perspective(left: np.ndarray, right: np.ndarray, *, max_disparity: float | None = None,

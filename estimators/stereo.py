@@ -3,9 +3,9 @@
 Matching is OpenCV's semi-global block matching along image rows (the epipolar lines of both
 rectified pairs and ODS equirect eyes), run on both eyes for a left-right consistency check,
 speckle-filtered, then made dense: rejected pixels take the background (smaller) disparity of
-their row neighbours, and a colour-guided weighted median removes the streaks that leaves
-while keeping depth edges on colour edges. Equirect eyes are padded with wrapped columns so
-that the 0/360 degree seam is matched like any other column.
+their row neighbours, and a weighted median guided by the image (its luminance) removes the
+streaks that leaves while keeping depth edges on image edges. Equirect eyes are padded with
+wrapped columns so that the 0/360 degree seam is matched like any other column.
 """
 
 from __future__ import annotations
@@ -254,7 +254,8 @@ class _GuidedFilter:
 
 def weighted_median(disparity: np.ndarray, weight: np.ndarray, guide: np.ndarray, *, radius: int,
                     eps: float, step: float = 1.0) -> np.ndarray:
-    """Colour-guided weighted median of `disparity` (per-pixel `weight`), at `step` resolution.
+    """Weighted median of `disparity` (per-pixel `weight`) guided by the gray image `guide`,
+    at `step` resolution.
 
     For each level l the guided filter of ``weight * [disparity <= l]`` over that of `weight`
     is the weighted fraction of the window at or below l; the median is the first level where
@@ -309,11 +310,11 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     `min_disparity`/`max_disparity` bound the search at full resolution; `wrap` treats columns
     as periodic (equirect eyes). SGBM runs on `colour` or gray images (3x3 median first with
     `denoise`) with penalties `smoothness` = (P1, P2) per channel and block pixel;
-    `subpixel_radius` re-fits the fractions (`refine_subpixel`). The colour-guided weighted
+    `subpixel_radius` re-fits the fractions (`refine_subpixel`). The image-guided weighted
     median (`median_radius`, computed `median_downscale` times smaller) fills and vets: the mask
     holds left-right consistent matches within a pixel of it, the confidence (0 off the mask)
     falls with both discrepancies. Above `max_match_width` the eyes are matched downscaled and
-    the disparity is brought back up guided by the colour.
+    the disparity is brought back up guided by the full-resolution image.
     """
     import cv2
 

@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+from depth360.estimators.ods_geometry import perspective_depth_from_disparity
 from depth360.estimators.stereo import (
     check_stereo_pair,
     estimate_stereo_perspective,
@@ -102,3 +103,11 @@ def test_swapped_eyes_warn(motorcycle):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         estimate_stereo_perspective(left, right, max_disparity=32)
+
+
+def test_perspective_depth_is_focal_times_baseline_over_disparity():
+    depth = perspective_depth_from_disparity(np.array([[10.0, 0.0, -3.0, 1e-9]]), focal_px=500.0, baseline=0.1,
+                                             max_depth=200.0)
+    np.testing.assert_allclose(depth, [[5.0, 200.0, 200.0, 200.0]])
+    with pytest.raises(ValueError, match="positive"):
+        perspective_depth_from_disparity(np.ones((2, 2)), focal_px=0.0, baseline=0.1)

@@ -18,6 +18,8 @@ Blender down. This module is the Blender-free half of that:
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import queue
@@ -335,3 +337,15 @@ class WorkerProcess:
             if result is not None:
                 return result
             time.sleep(interval_s)
+
+
+def cli_accepts_progress() -> bool:
+    """Whether `depth360 estimate` takes `--progress json` (the worker asks for it when it does)."""
+    from . import cli
+
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            cli.build_parser().parse_args(["estimate", "in.png", "-o", "out", "--progress", "json"])
+    except SystemExit:
+        return False
+    return True

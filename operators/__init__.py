@@ -1,7 +1,13 @@
 """Blender operators of Depth 360 (thin: read properties, call the engine, report)."""
 
-from . import build_compositor, build_mesh
+from . import build_compositor, build_mesh, dependencies, estimate, paint_depth
 
-CLASSES: list = [*build_mesh.CLASSES, *build_compositor.CLASSES]
+CLASSES: list = [
+    *build_mesh.CLASSES,
+    *build_compositor.CLASSES,
+    *estimate.CLASSES,
+    *dependencies.CLASSES,
+    *paint_depth.CLASSES,
+]
 
 __all__ = ["CLASSES"]

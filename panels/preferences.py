@@ -13,6 +13,11 @@ DEVICE_ITEMS = [
     ("mps", "Metal", "Run the networks on an Apple GPU"),
 ]
 
+TORCH_BUILD_ITEMS = [
+    ("cpu", "CPU", "PyTorch for the CPU (small download)"),
+    ("cuda", "CUDA", "PyTorch with CUDA for NVIDIA GPUs (large download)"),
+]
+
 
 def default_models_dir() -> str:
     """The extension's own user folder for weights, created on demand."""
@@ -28,6 +33,13 @@ class Depth360Preferences(bpy.types.AddonPreferences):
         subtype="DIR_PATH",
     )
     device: EnumProperty(name="Device", items=DEVICE_ITEMS, default="auto")
+    python_path: StringProperty(
+        name="External Python",
+        description="A Python 3.11 with torch and the engine's dependencies that runs the depth "
+        "engine (empty: Blender's own Python, with dependencies installed for the extension)",
+        subtype="FILE_PATH",
+    )
+    torch_build: EnumProperty(name="PyTorch Build", items=TORCH_BUILD_ITEMS, default="cpu")
 
     def draw(self, _context):
         layout = self.layout
@@ -35,6 +47,28 @@ class Depth360Preferences(bpy.types.AddonPreferences):
         if not self.models_dir:
             layout.label(text=f"Using {default_models_dir()}", icon="FILE_FOLDER")
         layout.prop(self, "device")
+        self.draw_dependencies(layout.box())
+
+    def draw_dependencies(self, box):
+        from ..operators import dependencies
+
+        box.label(text="Engine Dependencies", icon="SCRIPT")
+        box.prop(self, "python_path")
+        report = dependencies.last_report(dependencies.chosen_python(self))
+        if report is None:
+            box.label(text="Not checked yet", icon="QUESTION")
+        elif report.ok:
+            box.label(text=f"All present (torch {report.versions.get('torch')})", icon="CHECKMARK")
+        else:
+            box.label(text=f"Missing: {', '.join(report.missing)}", icon="ERROR")
+        row = box.row()
+        row.operator("depth360.check_dependencies", icon="FILE_REFRESH")
+        if not self.python_path:
+            install = box.row(align=True)
+            install.prop(self, "torch_build", text="")
+            install.operator("depth360.install_dependencies", icon="IMPORT")
+            if not bpy.app.online_access:
+                box.label(text="Installing needs online access (Preferences > System)", icon="INFO")
 
 
 CLASSES = [Depth360Preferences]

@@ -1,7 +1,7 @@
 """Per-scene Depth 360 settings (`scene.depth360`), what the N-panel edits."""
 
 import bpy
-from bpy.props import EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
 from ..estimators import registry
 
@@ -42,6 +42,21 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
     output_dir: StringProperty(
         name="Output", description="Folder for depth files (// is the .blend's folder)",
         subtype="DIR_PATH", default="//depth/",
+    )
+    # After an estimate: what to build from its outputs (depth360.estimate).
+    build_mesh_after: BoolProperty(
+        name="Build Mesh", default=True, description="Build the 360 depth mesh after estimating",
+    )
+    build_compositor_after: BoolProperty(
+        name="Build Compositor", default=True,
+        description="Build the depth compositor after estimating",
+    )
+    # Written by depth360.estimate: its progress and the files of the last finished run.
+    progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
+    status: StringProperty(name="Status")
+    depth_path: StringProperty(
+        name="Depth", subtype="FILE_PATH",
+        description="Distance file of the last estimate (what Paint Depth edits)",
     )
 
 

@@ -55,9 +55,38 @@ class VIEW3D_PT_depth360_output(_Depth360Tab, bpy.types.Panel):
         self.layout.prop(context.scene.depth360, "output_dir")
 
 
+class VIEW3D_PT_depth360_estimate(_Depth360Tab, bpy.types.Panel):
+    bl_label = "Estimate"
+    bl_parent_id = "VIEW3D_PT_depth360"
+
+    def draw(self, context):
+        from ..operators import dependencies, estimate
+
+        settings = context.scene.depth360
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(settings, "build_mesh_after", toggle=True)
+        row.prop(settings, "build_compositor_after", toggle=True)
+        if context.scene.as_pointer() in estimate.ACTIVE_JOBS:
+            row = layout.row(align=True)
+            row.progress(factor=settings.progress, text=settings.status or "Estimating...")
+            row.operator("depth360.cancel_estimate", text="", icon="CANCEL")
+        else:
+            layout.operator("depth360.estimate", icon="PLAY")
+            if settings.status:
+                layout.label(text=settings.status)
+        report = dependencies.last_report(dependencies.chosen_python(dependencies.addon_preferences(context)))
+        if report is not None and not report.ok:
+            layout.label(text=f"Missing: {', '.join(report.missing)} (see Preferences)", icon="ERROR")
+        row = layout.row(align=True)
+        row.operator("depth360.paint_depth", icon="BRUSH_DATA")
+        row.operator("depth360.save_painted_depth", icon="FILE_TICK")
+
+
 CLASSES = [
     VIEW3D_PT_depth360,
     VIEW3D_PT_depth360_source,
     VIEW3D_PT_depth360_model,
     VIEW3D_PT_depth360_output,
+    VIEW3D_PT_depth360_estimate,
 ]

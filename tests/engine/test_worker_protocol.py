@@ -7,7 +7,6 @@ real `depth360` CLI run the way Blender runs it.
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import signal
@@ -27,6 +26,7 @@ from depth360.estimators.worker_protocol import (
     EstimateRequest,
     ProgressUpdate,
     WorkerProcess,
+    cli_accepts_progress,
     failure_message,
     parse_progress_line,
     worker_command,
@@ -234,23 +234,13 @@ def make():
 """
 
 
-def _cli_has_progress_flag() -> bool:
-    """Whether `depth360 estimate` accepts `--progress json` yet (its owner wires it)."""
-    try:
-        with contextlib.redirect_stderr(io.StringIO()):
-            cli.build_parser().parse_args(["estimate", "in.png", "-o", "out", "--progress", "json"])
-    except SystemExit:
-        return False
-    return True
-
-
 def test_the_real_cli_as_a_worker(tmp_path):
     rgb = np.random.default_rng(3).integers(0, 256, size=(32, 64, 3), dtype=np.uint8)
     cv2.imwrite(str(tmp_path / "pano.png"), rgb)
     (tmp_path / "plugin.py").write_text(CONSTANT_PLUGIN)
-    has_progress = _cli_has_progress_flag()
+    has_progress = cli_accepts_progress()  # the flag is the CLI owner's to wire
     request = EstimateRequest(inputs=(str(tmp_path / "pano.png"),), output_dir=str(tmp_path / "out"),
-                              model=f"python:{tmp_path / 'plugin.py'}:make",
+                              model=f"python:{tmp_path / 'plugin.py'}:make", views="equirect",
                               progress="json" if has_progress else None)
     env = worker_environment(REPO)  # the repository folder as the package (named after it)
     worker = WorkerProcess(worker_command(sys.executable, REPO.name, request), env=env, cwd=tmp_path)

@@ -1,0 +1,346 @@
+"""Operator "Estimate Depth": run the engine on the scene's source, then build mesh and compositor.
+
+Interactive (invoked from the panel): the engine runs in a worker subprocess
+(`estimators.worker_protocol`); a timer polls its output, the progress shows in the
+panel, the status bar and the window manager's progress; ESC or the panel's Cancel stops
+the worker; a crash becomes an error report naming the problem. Executed from a script
+or headless (`bpy.app.background`, the `bpy` module) it blocks: in-process when the
+engine's dependencies import in this Python and no external Python is set, else through
+the same worker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import bpy
+from bpy.props import EnumProperty, StringProperty
+
+from ..compositing import compositor_tree, depth_mesh
+from ..compositing.image_data import CompositingInputError
+from ..estimators import worker_protocol
+from ..estimators.errors import Depth360Error
+from ..estimators.worker_protocol import EstimateRequest, WorkerProcess, WorkerResult
+from . import dependencies
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
+TIMER_INTERVAL_S = 0.1
+ENGINE_ITEMS = [
+    ("AUTO", "Automatic", "A worker process in the interactive UI; in-process when headless "
+     "if the engine imports here and no external Python is set"),
+    ("WORKER", "Worker", "Always a worker subprocess"),
+    ("IN_PROCESS", "In-Process", "Always inside Blender's Python (blocks)"),
+]
+MISSING_DEPENDENCY_HINT = " (install the engine's dependencies in the add-on preferences)"
+
+# Interactive runs, one per scene, by `scene.as_pointer()` (the panel shows them).
+ACTIVE_JOBS: dict[int, EstimateJob] = {}
+
+
+class EstimateSetupError(ValueError):
+    """The scene's settings cannot start an estimate (the message says what to fix)."""
+
+
+def _check_writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".depth360-write-test-")
+    except OSError as error:
+        raise EstimateSetupError(f"Output folder {folder} is not writable: {error.strerror or error}") from None
+    os.close(handle)
+    os.remove(probe)
+
+
+def _check_source(source: Path) -> None:
+    if "%" in source.name:
+        if not source.parent.is_dir():
+            raise EstimateSetupError(f"Source folder {source.parent} not found")
+    elif not source.exists():
+        raise EstimateSetupError(f"Source file {source} not found")
+
+
+def request_from_scene(scene: bpy.types.Scene, prefs=None) -> EstimateRequest:
+    """The estimate request of `scene.depth360` (and the add-on preferences); checks the files.
+
+    Raises EstimateSetupError naming the problem: no source, a missing source, an output
+    folder relative to an unsaved .blend, an unwritable output folder.
+    """
+    settings = scene.depth360
+    if not settings.source_path:
+        raise EstimateSetupError("Choose a source image, movie or image sequence first")
+    for raw, what in ((settings.source_path, "source"), (settings.output_dir, "output folder")):
+        if raw.startswith("//") and not bpy.data.filepath:
+            raise EstimateSetupError(f"The {what} {raw} is relative to the .blend file: save it first, "
+                                     "or choose an absolute path")
+    if not settings.output_dir:
+        raise EstimateSetupError("Choose an output folder first")
+    source = Path(bpy.path.abspath(settings.source_path))
+    _check_source(source)
+    output = Path(bpy.path.abspath(settings.output_dir))
+    _check_writable(output)
+    models_dir = getattr(prefs, "models_dir", "") if prefs is not None else ""
+    if prefs is not None and not models_dir:
+        models_dir = dependencies.extension_user_path("models")
+    return EstimateRequest(
+        inputs=(str(source),), output_dir=str(output), model=settings.model, layout=settings.layout,
+        views=settings.views, near=settings.near, far=settings.far,
+        device=getattr(prefs, "device", "auto") if prefs is not None else "auto",
+        models_dir=bpy.path.abspath(models_dir) if models_dir else None,
+        progress="json" if worker_protocol.cli_accepts_progress() else None,
+    )
+
+
+def depth_output_path(request: EstimateRequest) -> Path:
+    """The distance file the engine writes for the request's first input (its first frame)."""
+    source = Path(request.inputs[0])
+    output = Path(request.output_dir)
+    first = request.frames[0] if request.frames else 1
+    if source.suffix.lower() in VIDEO_SUFFIXES:
+        return output / source.stem / f"distance_{first:05d}.exr"
+    if source.is_dir() or "%" in source.name:
+        from ..estimators import video_io
+
+        return output / video_io.probe(source).name / f"distance_{first:05d}.exr"
+    return output / f"{source.stem}.distance.exr"
+
+
+@dataclass
+class EstimateJob:
+    """An estimate running in a worker: its request, process, and whether Cancel was pressed."""
+
+    request: EstimateRequest
+    worker: WorkerProcess
+    cancel_requested: bool = False
+
+    def step(self, scene: bpy.types.Scene) -> WorkerResult | None:
+        """Take the worker's new output into the scene's progress; its result once it ended."""
+        if self.cancel_requested:
+            self.worker.cancel()
+        updates = self.worker.poll()
+        if updates:
+            show_progress(scene, updates[-1].fraction, updates[-1].describe())
+        return self.worker.result()
+
+
+def show_progress(scene: bpy.types.Scene, fraction: float, text: str) -> None:
+    """Progress of the running estimate: the scene's progress bar, the status text, the cursor."""
+    scene.depth360.progress = fraction
+    scene.depth360.status = text
+    window_manager = bpy.context.window_manager
+    if window_manager is not None:
+        window_manager.progress_update(fraction)
+        for window in window_manager.windows:
+            for area in window.screen.areas:
+                if area.type == "VIEW_3D":
+                    area.tag_redraw()
+
+
+def start_worker(request: EstimateRequest, prefs) -> WorkerProcess:
+    """The worker process running `request` with the chosen Python; OSError if it cannot start."""
+    command = worker_protocol.worker_command(
+        dependencies.chosen_python(prefs), dependencies.engine_package(), request
+    )
+    return WorkerProcess(command, env=dependencies.engine_environment(), cwd=request.output_dir)
+
+
+def worker_error(result: WorkerResult) -> str:
+    """The message for a failed worker, with a hint where a dependency is missing."""
+    message = result.message
+    if "No module named" in message:
+        message += MISSING_DEPENDENCY_HINT
+    return message
+
+
+def engine_imports_here() -> bool:
+    """Whether this Python can run the engine in-process (torch and OpenCV import)."""
+    dependencies.use_site_packages_in_process()
+    return all(importlib.util.find_spec(name) is not None for name in ("torch", "cv2"))
+
+
+def run_in_process(request: EstimateRequest) -> str | None:
+    """Run the engine here, as the CLI does (blocks); None on success, else the error message."""
+    dependencies.use_site_packages_in_process()
+    from ..estimators import cli
+
+    try:
+        args = cli.build_parser().parse_args(replace(request, progress=None).cli_args())
+        cli.run_estimate(args)
+    except SystemExit as error:  # argparse refused an option
+        return f"the engine refused the options (exit status {error.code})"
+    except Depth360Error as error:
+        return str(error)
+    except ImportError as error:
+        return f"{error}{MISSING_DEPENDENCY_HINT}"
+    except OSError as error:
+        return f"depth360: {error}"
+    return None
+
+
+def finish_estimate(context, request: EstimateRequest) -> tuple[str, str]:
+    """After a successful run: remember the depth, build what the settings ask for; (level, message)."""
+    scene = context.scene
+    settings = scene.depth360
+    depth = depth_output_path(request)
+    if not depth.is_file():
+        return "ERROR", f"The engine finished but {depth} is missing"
+    settings.depth_path = str(depth)
+    show_progress(scene, 1.0, f"Done: {depth.name}")
+    built = []
+    try:
+        if settings.build_mesh_after:
+            obj = depth_mesh.build_mesh(request.inputs[0], str(depth), scene=scene)
+            obj["depth360_plate_path"] = request.inputs[0]
+            obj["depth360_depth_path"] = str(depth)
+            built.append(obj.name)
+        if settings.build_compositor_after:
+            compositor_tree.build_compositor(request.inputs[0], str(depth), scene=scene)
+            built.append("the compositor")
+    except CompositingInputError as error:
+        return "ERROR", f"Depth written to {depth}, but building failed: {error}"
+    extra = f"; built {', '.join(built)}" if built else ""
+    return "INFO", f"Depth written to {depth}{extra}"
+
+
+class DEPTH360_OT_estimate(bpy.types.Operator):
+    """Estimate depth for the source footage (a worker process: ESC cancels)"""
+
+    bl_idname = "depth360.estimate"
+    bl_label = "Estimate Depth"
+    bl_options = {"REGISTER"}
+
+    engine: EnumProperty(name="Engine", items=ENGINE_ITEMS, default="AUTO")
+    model: StringProperty(
+        name="Model", description="Use this model instead of the scene's "
+        "(e.g. a plug-in, python:FILE.py:FACTORY); empty: the scene's model",
+    )
+
+    _job_key: int = 0
+    _timer = None
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and context.scene.as_pointer() not in ACTIVE_JOBS
+
+    def _prepare(self, context) -> EstimateRequest | None:
+        try:
+            request = request_from_scene(context.scene, dependencies.addon_preferences(context))
+            return replace(request, model=self.model) if self.model else request
+        except (EstimateSetupError, ValueError) as error:
+            self.report({"ERROR"}, str(error))
+            return None
+
+    def _done(self, context, level: str, message: str) -> set[str]:
+        self.report({level}, message)
+        return {"FINISHED"} if level == "INFO" else {"CANCELLED"}
+
+    def execute(self, context):
+        request = self._prepare(context)
+        if request is None:
+            return {"CANCELLED"}
+        prefs = dependencies.addon_preferences(context)
+        external = bool(getattr(prefs, "python_path", ""))
+        in_process = self.engine == "IN_PROCESS" or (
+            self.engine == "AUTO" and not external and engine_imports_here()
+        )
+        window_manager = context.window_manager
+        window_manager.progress_begin(0.0, 1.0)
+        started = time.perf_counter()
+        try:
+            if in_process:
+                error = run_in_process(request)
+                if error is not None:
+                    self.report({"ERROR"}, error)
+                    return {"CANCELLED"}
+            else:
+                try:
+                    worker = start_worker(request, prefs)
+                except OSError as error:
+                    self.report({"ERROR"}, str(error))
+                    return {"CANCELLED"}
+                scene = context.scene
+                result = worker.run_to_end(
+                    lambda update: show_progress(scene, update.fraction, update.describe()))
+                if result.status != "done":
+                    self.report({"ERROR"}, worker_error(result))
+                    return {"CANCELLED"}
+        finally:
+            window_manager.progress_end()
+        level, message = finish_estimate(context, request)
+        return self._done(context, level, f"{message} ({time.perf_counter() - started:.1f} s)")
+
+    def invoke(self, context, event):
+        if bpy.app.background or self.engine == "IN_PROCESS":
+            return self.execute(context)
+        request = self._prepare(context)
+        if request is None:
+            return {"CANCELLED"}
+        try:
+            worker = start_worker(request, dependencies.addon_preferences(context))
+        except OSError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self._job_key = context.scene.as_pointer()
+        ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker)
+        show_progress(context.scene, 0.0, "Starting the depth engine")
+        window_manager = context.window_manager
+        window_manager.progress_begin(0.0, 1.0)
+        self._timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        window_manager.modal_handler_add(self)
+        context.workspace.status_text_set("Depth 360: estimating depth (ESC cancels)")
+        return {"RUNNING_MODAL"}
+
+    def _end_modal(self, context) -> EstimateJob:
+        window_manager = context.window_manager
+        window_manager.event_timer_remove(self._timer)
+        window_manager.progress_end()
+        context.workspace.status_text_set(None)
+        return ACTIVE_JOBS.pop(self._job_key)
+
+    def modal(self, context, event):
+        job = ACTIVE_JOBS[self._job_key]
+        if event.type == "ESC" and event.value == "PRESS":
+            job.cancel_requested = True
+        elif event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        result = job.step(context.scene)
+        if result is None:
+            return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}
+        self._end_modal(context)
+        if result.status == "cancelled":
+            show_progress(context.scene, 0.0, "Cancelled")
+            self.report({"WARNING"}, "Depth estimation cancelled")
+            return {"CANCELLED"}
+        if result.status != "done":
+            show_progress(context.scene, 0.0, "Failed")
+            self.report({"ERROR"}, worker_error(result))
+            return {"CANCELLED"}
+        return self._done(context, *finish_estimate(context, job.request))
+
+    def cancel(self, context):  # Blender ends the modal operator (file load, quit)
+        job = ACTIVE_JOBS.get(self._job_key)
+        if job is not None:
+            job.worker.cancel()
+            self._end_modal(context)
+
+
+class DEPTH360_OT_cancel_estimate(bpy.types.Operator):
+    """Stop the running depth estimate (its worker and everything it started)"""
+
+    bl_idname = "depth360.cancel_estimate"
+    bl_label = "Cancel"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and context.scene.as_pointer() in ACTIVE_JOBS
+
+    def execute(self, context):
+        ACTIVE_JOBS[context.scene.as_pointer()].cancel_requested = True
+        return {"FINISHED"}
+
+
+CLASSES = [DEPTH360_OT_estimate, DEPTH360_OT_cancel_estimate]

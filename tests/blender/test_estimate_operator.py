@@ -1,0 +1,267 @@
+"""The "Estimate Depth" operator in real Blender (issue 7, points 5 and 6): errors, worker, cancel, deps.
+
+The engine runs in a worker subprocess. Its Python is the external one named in the
+preferences: the main environment's (.venv, which has torch and OpenCV) where the run
+must succeed, the bpy 4.2 environment's (.venv-bpy42, which has neither) where it must
+fail with a clear message. Estimators are small plug-ins (`python:FILE.py:FACTORY`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import signal
+import time
+from pathlib import Path
+
+import bpy
+import numpy as np
+import pytest
+
+from tests.blender.compositing_helpers import datablock_counts, reset_scene, write_plate
+from tests.blender.conftest import PACKAGE, REPO
+
+ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"  # torch, OpenCV, OpenEXR: the engine runs
+BARE_PYTHON = REPO / ".venv-bpy42" / "bin" / "python"  # numpy and bpy only: the engine cannot
+
+PLUGINS = {
+    "constant": """
+import numpy as np
+
+class Constant:
+    kind = "metric-distance"
+
+    def predict(self, images, rays):
+        return np.full(images.shape[:3], 3.0, np.float32)
+
+def make():
+    return Constant()
+""",
+    "oom": """
+class OutOfMemory:
+    kind = "metric-distance"
+
+    def predict(self, images, rays):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 9.00 GiB")
+
+def make():
+    return OutOfMemory()
+""",
+    "killed": """
+import os, signal, sys
+
+class Killed:
+    kind = "metric-distance"
+
+    def predict(self, images, rays):
+        print("allocating 40 GiB", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+def make():
+    return Killed()
+""",
+    "slow": """
+import subprocess, sys, time
+
+class Slow:
+    kind = "metric-distance"
+
+    def predict(self, images, rays):
+        child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        print(f"child {child.pid}", flush=True)
+        time.sleep(60)
+
+def make():
+    return Slow()
+""",
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"{PACKAGE}.operators.{name}")
+
+
+@pytest.fixture
+def scene(installed_extension, tmp_path):
+    scene = reset_scene()
+    settings = scene.depth360
+    settings.source_path = str(write_plate(tmp_path / "pano.png", _pano()))
+    settings.output_dir = str(tmp_path / "out")
+    settings.views = "equirect"  # one view: these tests are about the operator, not view fusion
+    settings.depth_path = ""
+    settings.status = ""
+    settings.progress = 0.0
+    settings.build_mesh_after = settings.build_compositor_after = True
+    prefs = bpy.context.preferences.addons[installed_extension].preferences
+    prefs.python_path = str(ENGINE_PYTHON)
+    yield scene
+    prefs.python_path = ""
+
+
+def _pano() -> np.ndarray:
+    rng = np.random.default_rng(11)
+    return rng.uniform(0.1, 0.9, size=(32, 64, 3)).astype(np.float32)
+
+
+def _plugin(tmp_path: Path, name: str) -> str:
+    path = tmp_path / f"{name}_plugin.py"
+    path.write_text(PLUGINS[name])
+    return f"python:{path}:make"
+
+
+def _snapshot(scene) -> tuple:
+    settings = scene.depth360
+    compositor = getattr(scene, "compositing_node_group", None) if hasattr(scene, "compositing_node_group") \
+        else scene.use_nodes
+    return (datablock_counts(), settings.depth_path, settings.progress, settings.status,
+            scene.camera, compositor, scene.render.engine)
+
+
+def _expect_error(scene, match: str, **options) -> None:
+    """The operator reports an error matching `match` and changes nothing in the scene.
+
+    (An ERROR report raises in `bpy.ops`, so the CANCELLED it returns is not visible here.)
+    """
+    before = _snapshot(scene)
+    with pytest.raises(RuntimeError, match=match):
+        bpy.ops.depth360.estimate(**options)
+    assert _snapshot(scene) == before
+
+
+def test_missing_source_file(scene, tmp_path):
+    scene.depth360.source_path = str(tmp_path / "nowhere.png")
+    _expect_error(scene, f"Source file {tmp_path / 'nowhere.png'} not found")
+    assert not (tmp_path / "out").exists()
+    scene.depth360.source_path = ""
+    _expect_error(scene, "Choose a source")
+
+
+def test_unwritable_output_folder(scene, tmp_path):
+    (tmp_path / "a-file").write_text("not a folder")
+    scene.depth360.output_dir = str(tmp_path / "a-file" / "depth")
+    _expect_error(scene, f"Output folder {tmp_path / 'a-file' / 'depth'} is not writable")
+
+
+def test_output_relative_to_an_unsaved_blend(scene):
+    assert bpy.data.filepath == ""
+    scene.depth360.output_dir = "//depth/"
+    _expect_error(scene, "relative to the .blend file: save it first")
+
+
+def test_estimate_in_a_worker_builds_mesh_and_compositor(scene, tmp_path):
+    started = time.perf_counter()
+    result = bpy.ops.depth360.estimate(engine="WORKER", model=_plugin(tmp_path, "constant"))
+    print(f"\nworker estimate + mesh + compositor: {time.perf_counter() - started:.2f} s")
+    assert result == {"FINISHED"}
+    depth = tmp_path / "out" / "pano.distance.exr"
+    settings = scene.depth360
+    assert settings.depth_path == str(depth) and depth.is_file()
+    assert settings.progress == 1.0 and settings.status == "Done: pano.distance.exr"
+
+    mesh = bpy.data.objects["Depth360 Mesh"]
+    co = np.empty(len(mesh.data.vertices) * 3, np.float32)
+    mesh.data.vertices.foreach_get("co", co)
+    np.testing.assert_allclose(np.linalg.norm(co.reshape(-1, 3), axis=1), 3.0, rtol=1e-4)
+    assert mesh["depth360_depth_path"] == str(depth)
+    assert scene.camera.data.type == "PANO" and scene.render.engine == "CYCLES"
+    tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
+    images = {node.image.filepath for node in tree.nodes if node.bl_idname == "CompositorNodeImage"}
+    assert images == {settings.source_path, str(depth)}
+
+
+@pytest.mark.parametrize(("plugin", "message"), [
+    ("oom", "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB"),
+    ("killed", "the depth worker was killed by SIGKILL (out of memory?): allocating 40 GiB"),
+])
+def test_a_worker_crash_is_an_error_report(scene, tmp_path, plugin, message):
+    _expect_error(scene, re.escape(message),
+                  engine="WORKER", model=_plugin(tmp_path, plugin))
+    assert "Depth360 Mesh" not in bpy.data.objects
+
+
+@pytest.mark.slow  # imports torch in a fresh Python for the check
+def test_missing_dependencies_are_named(scene, tmp_path, installed_extension):
+    prefs = bpy.context.preferences.addons[installed_extension].preferences
+    prefs.python_path = str(BARE_PYTHON)
+    _expect_error(scene, r"No module named '(cv2|torch|scipy|OpenEXR)' \(install the engine's dependencies",
+                  engine="WORKER", model=_plugin(tmp_path, "constant"))
+
+    dependencies = _module("dependencies")
+    assert bpy.ops.depth360.check_dependencies() == {"FINISHED"}  # missing ones: a warning
+    bare = dependencies.last_report(str(BARE_PYTHON))
+    assert {"torch", "cv2", "timm"} <= set(bare.missing) and "numpy" not in bare.missing
+    assert not bare.ok
+    engine = dependencies.check_dependencies(str(ENGINE_PYTHON))
+    assert engine.ok and engine.versions["torch"].startswith("2.")
+
+    prefs.python_path = str(tmp_path / "no-python")
+    with pytest.raises(RuntimeError, match="cannot run .*no-python"):
+        bpy.ops.depth360.check_dependencies()
+
+
+def test_installing_needs_online_access_and_blenders_own_python(scene, installed_extension):
+    dependencies = _module("dependencies")
+    assert not bpy.app.online_access  # tests run offline
+    with pytest.raises(RuntimeError, match="allow online access"):
+        bpy.ops.depth360.install_dependencies()
+    site = dependencies.site_packages_dir()
+    assert Path(site).is_dir() and Path(site).name == "site-packages"
+    assert not any(Path(site).iterdir())  # nothing was downloaded
+    command = dependencies.install_command("/blender/python", site, "cuda")
+    assert command[:4] == ["/blender/python", "-m", "pip", "install"]
+    assert command[command.index("--target") + 1] == site
+    assert "https://download.pytorch.org/whl/cu128" in command
+    assert {"torch", "timm", "opencv-python-headless", "OpenEXR"} <= set(command)
+    with pytest.raises(ValueError, match="torch_build"):
+        dependencies.install_command("/blender/python", site, "rocm")
+
+
+def _live_processes() -> dict[int, int]:
+    """pid -> process group of every live (non-zombie) process, from /proc."""
+    processes = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if fields[0] != "Z":
+                processes[int(entry.name)] = int(fields[2])
+    return processes
+
+
+def test_the_interactive_job_shows_progress_and_cancels(scene, tmp_path):
+    """The modal operator's job (what its timer runs): progress into the scene, the panel's Cancel."""
+    estimate = _module("estimate")
+    prefs = bpy.context.preferences.addons[PACKAGE].preferences
+    request = estimate.request_from_scene(scene, prefs)
+    request = estimate.replace(request, model=_plugin(tmp_path, "slow"))
+    job = estimate.EstimateJob(request, estimate.start_worker(request, prefs))
+    key = scene.as_pointer()
+    estimate.ACTIVE_JOBS[key] = job
+    try:
+        assert not bpy.ops.depth360.estimate.poll()  # one estimate per scene at a time
+        deadline = time.monotonic() + 60
+        while not any(line.startswith("child") for line in job.worker.stdout_lines):
+            assert job.step(scene) is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        child = int(next(line for line in job.worker.stdout_lines if line.startswith("child")).split()[1])
+        assert bpy.ops.depth360.cancel_estimate() == {"FINISHED"}
+        started = time.perf_counter()
+        result = job.step(scene)
+        took = time.perf_counter() - started
+        print(f"\ncancel from the panel took {took:.3f} s")
+        assert took < 2.0 and result.status == "cancelled"
+        assert result.returncode in (-signal.SIGTERM, -signal.SIGKILL)
+        live = _live_processes()
+        assert child not in live and job.worker.pid not in live.values()  # nothing orphaned
+    finally:
+        estimate.ACTIVE_JOBS.pop(key, None)
+    assert bpy.ops.depth360.estimate.poll()
+
+    # Progress lines reach the scene's progress bar and status text.
+    update = importlib.import_module(f"{PACKAGE}.estimators.worker_protocol").parse_progress_line(
+        '{"frame": 3, "done": 3, "total": 4, "fps": 2.0, "eta_s": 0.5}')
+    estimate.show_progress(scene, update.fraction, update.describe())
+    assert scene.depth360.progress == pytest.approx(0.75)
+    assert scene.depth360.status == "Frame 3: 3/4 (2.00 fps, 0:00 left)"

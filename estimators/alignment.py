@@ -16,11 +16,21 @@ Solve. Wherever two views see the same equirect sample pixel, their aligned valu
 should agree; all such pairs, over all views at once, form a sparse linear least-squares
 problem, plus smoothness terms on each grid (first and second differences for the
 scale, so a grid only bends where the overlaps ask it to and linear ramps stay cheap;
-strong first differences for the shift) and a tiny ridge on the shifts. The gauge is fixed by the
-exact constraint mean(S) = 1, which also rules out the trivial all-zero solution. Pair
-residuals are reweighted a few times (Cauchy IRLS) so occlusion edges and estimator
-blunders do not pull the fit; from the second pass on, residuals are taken relative to
-the local disparity so near and far surfaces count alike.
+strong first differences for the shift) and a tiny ridge on the shifts. Pair residuals
+are reweighted a few times (Cauchy IRLS) so occlusion edges and estimator blunders do
+not pull the fit; they are taken relative to the local disparity of the first, plain
+solution, so near and far surfaces count alike.
+
+Gauge. The overlaps fix everything but one global scale, set by an exact linear
+constraint: a weighted mean of the views' scales is 1, each view weighted by how well
+its overlaps observe its scale (the 10..90th percentile spread of its normalised values
+there, floored at OBSERVABILITY_FLOOR of the best view's). A view looking straight at a
+plane (the floor from the nadir view) sees constant inverse planar depth, so its scale
+trades freely against its shift; with a plain mean(S) = 1 it could carry the whole
+gauge while every other view shrinks to 0, which agrees with itself perfectly and beats
+the truth as soon as the data hold blunders. The floor keeps such views from being
+dropped altogether when blunders would rather silence them. Metric views have no shift
+to trade against, so their gauge is the plain mean scale: metres are kept on average.
 """
 
 from __future__ import annotations
@@ -36,6 +46,8 @@ from .projection import View, footprint
 
 Kind = Literal["relative-disparity", "metric-distance"]
 KINDS: tuple[str, ...] = ("relative-disparity", "metric-distance")
+# Least weight of a view in the gauge, relative to the best-observed view (see Gauge above).
+OBSERVABILITY_FLOOR = 0.3
 # Smallest robust scale of the relative pair residuals (see _Problem.weights_for).
 SIGMA_FLOOR = 1e-3
 
@@ -251,6 +263,7 @@ class _Samples:
     b: np.ndarray
     first: np.ndarray
     second: np.ndarray
+    observability: np.ndarray
 
 
 def _overlap_samples(maps, views: tuple[View, ...], sample_h: int) -> _Samples | None:
@@ -280,9 +293,20 @@ def _overlap_samples(maps, views: tuple[View, ...], sample_h: int) -> _Samples |
     second = np.concatenate((chained + 1, starts[ring] + counts[ring] - 1))
     if first.size == 0:
         return None
+    view = view[order]
+    value = value[order]
+    observability = np.zeros(len(views))
+    for v in range(len(views)):
+        mine = value[view == v]
+        if mine.size:
+            lo, hi = np.percentile(mine, [10.0, 90.0])
+            observability[v] = hi - lo
+    if not observability.any():
+        observability[:] = 1.0
+    observability = np.maximum(observability, OBSERVABILITY_FLOOR * observability.max())
     return _Samples(
-        view[order], value[order], cos[order], a[order].astype(np.float64), b[order].astype(np.float64),
-        first, second,
+        view, value, cos[order], a[order].astype(np.float64), b[order].astype(np.float64),
+        first, second, observability,
     )
 
 
@@ -328,7 +352,10 @@ class _Problem:
         if not metric:
             reg = reg + sp.diags(np.r_[np.zeros(self.n_scale), np.full(self.n_scale, shift_ridge**2 * per_field)])
         self.regulariser = reg
-        self.gauge = np.r_[np.full(self.n_scale, 1.0 / self.n_scale), np.zeros(self.n_unknowns - self.n_scale)]
+        # Gauge: the views' mean scale, each view weighted by how well its overlaps
+        # observe its scale (see observability).
+        view_weight = np.repeat(np.ones(n_views) if metric else samples.observability, g2)
+        self.gauge = np.r_[view_weight / view_weight.sum(), np.zeros(self.n_unknowns - self.n_scale)]
 
     def identity(self) -> np.ndarray:
         return np.r_[np.ones(self.n_scale), np.zeros(self.n_unknowns - self.n_scale)]

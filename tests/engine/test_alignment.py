@@ -60,10 +60,9 @@ def test_affine_views_become_consistent(preset):
     aligned = alignment.apply(raw, views)
     assert alignment.pairs > 1000
     assert alignment.residual_after < 0.01 < alignment.residual_before
-    # The gauge: mean scale is exactly 1, and nothing collapses to zero.
-    assert alignment.scale.mean() == pytest.approx(1.0)
-    assert alignment.scale.min() > 0.05
-    assert all(np.ptp(a) > 0.1 for a in aligned)
+    # The gauge keeps every view alive: nothing collapses to zero or to a constant.
+    assert alignment.scale.min() > 0.05 * alignment.scale.max()
+    assert all(np.ptp(a) > 0.1 * max(np.ptp(b) for b in aligned) for a in aligned)
     assert fused_relative_error(aligned, views) < 0.003
     # Each aligned view is the truth along its rays, up to one common affine map.
     truth = [1.0 / box_room_distance(v.rays()) for v in views]
@@ -116,8 +115,30 @@ def test_outliers_do_not_pull_the_alignment():
     robust = worst_view_error(align_views(raw, views))
     plain = worst_view_error(align_views(raw, views, iterations=1, robust=False))
     print(f"\nimpulse outliers, worst per-view error: IRLS {robust:.3%}, plain least squares {plain:.3%}")
-    assert robust < 0.003
-    assert robust < 0.5 * plain
+    assert robust < 0.01
+    assert robust < 0.1 * plain
+
+
+@pytest.mark.parametrize("blunder", ["scaled", "flat"])
+def test_a_wrong_patch_in_one_view_does_not_pull_the_others(blunder):
+    """A ninth of one view, in its overlaps, off by 50% (or a flat plateau 1.5x its maximum).
+
+    The nadir view sees the floor, a plane facing it: constant inverse planar depth, so
+    its scale is barely observable. A gauge that let it carry the scale would shrink the
+    other views to nothing here.
+    """
+    views = make_views("cube", 128, 256)
+    raw = affine_views(views, seed=4)
+    h, w = raw[0].shape
+    if blunder == "scaled":
+        raw[0][: h // 3, -w // 3 :] *= 1.5
+    else:
+        raw[0][: h // 3, -w // 3 :] = 1.5 * raw[0].max()
+    aligned = align_views(raw, views).apply(raw, views)
+    truth = [1.0 / box_room_distance(v.rays()) for v in views]
+    fit = np.polyfit(np.concatenate([a.ravel() for a in aligned[1:]]), np.concatenate([t.ravel() for t in truth[1:]]), 1)
+    errors = [float(np.median(np.abs(np.polyval(fit, a) - t) / t)) for a, t in zip(aligned[1:], truth[1:], strict=True)]
+    assert max(errors) < 0.001
 
 
 def test_metric_views_get_scale_only_and_keep_their_units():
@@ -128,7 +149,6 @@ def test_metric_views_get_scale_only_and_keep_their_units():
     inverse_distance = [(s / box_room_distance(v.rays())).astype(np.float32) for s, v in zip(scales, views, strict=True)]
     alignment = align_views(inverse_distance, views, kind="metric-distance")
     assert np.all(alignment.shift == 0.0)
-    assert alignment.scale.mean() == pytest.approx(1.0)
     aligned = alignment.apply(inverse_distance, views)
     for a, v in zip(aligned, views, strict=True):
         truth = 1.0 / box_room_distance(v.rays())

@@ -102,7 +102,8 @@ def depth_mesh_object(context) -> bpy.types.Object | None:
 
 def _set_mode(context, obj, mode: str) -> None:
     for other in context.view_layer.objects:
-        other.select_set(other == obj)
+        if other is not None:  # None: an object removed since the last view-layer update
+            other.select_set(other == obj)
     context.view_layer.objects.active = obj
     if obj.mode != mode:
         bpy.ops.object.mode_set(mode=mode)
@@ -145,12 +146,15 @@ class DEPTH360_OT_paint_depth(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
         frame_file = footage.frame_path(scene.frame_current)
+        loaded = set(bpy.data.images)
         try:
             image = bpy.data.images.load(str(frame_file), check_existing=True)
         except RuntimeError as error:
             self.report({"ERROR"}, f"{frame_file}: Blender cannot read it ({error})")
             return {"CANCELLED"}
         if not image.is_float:
+            if image not in loaded:
+                bpy.data.images.remove(image)
             self.report({"ERROR"}, f"{frame_file}: depth must be a float file (OpenEXR) to paint it")
             return {"CANCELLED"}
         image.colorspace_settings.name = "Non-Color"
@@ -226,6 +230,7 @@ class DEPTH360_OT_save_painted_depth(bpy.types.Operator):
             if material is not None and material.users == 0:
                 bpy.data.materials.remove(material)
         new.name = new.data.name = name
+        context.view_layer.update()
         if painting:
             _set_mode(context, new, "TEXTURE_PAINT")
         else:

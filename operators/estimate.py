@@ -140,10 +140,10 @@ def show_progress(scene: bpy.types.Scene, fraction: float, text: str) -> None:
                     area.tag_redraw()
 
 
-def start_worker(request: EstimateRequest, prefs) -> WorkerProcess:
-    """The worker process running `request` with the chosen Python; OSError if it cannot start."""
+def start_worker(request: EstimateRequest, prefs, python: str = "") -> WorkerProcess:
+    """The worker process running `request` with `python` (empty: the chosen one); OSError if it cannot start."""
     command = worker_protocol.worker_command(
-        dependencies.chosen_python(prefs), dependencies.engine_package(), request
+        python or dependencies.chosen_python(prefs), dependencies.engine_package(), request
     )
     return WorkerProcess(command, env=dependencies.engine_environment(), cwd=request.output_dir)
 
@@ -218,6 +218,11 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
         name="Model", description="Use this model instead of the scene's "
         "(e.g. a plug-in, python:FILE.py:FACTORY); empty: the scene's model",
     )
+    python: StringProperty(
+        name="Python", subtype="FILE_PATH",
+        description="Run the engine in a worker with this Python; empty: as the preferences say",
+    )
+    device: StringProperty(name="Device", description="auto, cpu, cuda or mps; empty: the preferences' device")
 
     _job_key: int = 0
     _timer = None
@@ -229,7 +234,8 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
     def _prepare(self, context) -> EstimateRequest | None:
         try:
             request = request_from_scene(context.scene, dependencies.addon_preferences(context))
-            return replace(request, model=self.model) if self.model else request
+            overrides = {"model": self.model, "device": self.device}
+            return replace(request, **{key: value for key, value in overrides.items() if value})
         except (EstimateSetupError, ValueError) as error:
             self.report({"ERROR"}, str(error))
             return None
@@ -243,7 +249,8 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
         if request is None:
             return {"CANCELLED"}
         prefs = dependencies.addon_preferences(context)
-        external = bool(getattr(prefs, "python_path", ""))
+        python = bpy.path.abspath(self.python) if self.python else ""
+        external = bool(python or getattr(prefs, "python_path", ""))
         in_process = self.engine == "IN_PROCESS" or (
             self.engine == "AUTO" and not external and engine_imports_here()
         )
@@ -258,7 +265,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
                     return {"CANCELLED"}
             else:
                 try:
-                    worker = start_worker(request, prefs)
+                    worker = start_worker(request, prefs, python)
                 except OSError as error:
                     self.report({"ERROR"}, str(error))
                     return {"CANCELLED"}
@@ -280,7 +287,8 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
         if request is None:
             return {"CANCELLED"}
         try:
-            worker = start_worker(request, dependencies.addon_preferences(context))
+            python = bpy.path.abspath(self.python) if self.python else ""
+            worker = start_worker(request, dependencies.addon_preferences(context), python)
         except OSError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

@@ -283,24 +283,30 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
     def invoke(self, context, event):
         if bpy.app.background or self.engine == "IN_PROCESS":
             return self.execute(context)
+        if not self.start_job(context):
+            return {"CANCELLED"}
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def start_job(self, context) -> bool:
+        """Start the worker and the timer that polls it (the interactive run); False on an error."""
         request = self._prepare(context)
         if request is None:
-            return {"CANCELLED"}
+            return False
         try:
             python = bpy.path.abspath(self.python) if self.python else ""
             worker = start_worker(request, dependencies.addon_preferences(context), python)
         except OSError as error:
             self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
+            return False
         self._job_key = context.scene.as_pointer()
         ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker)
         show_progress(context.scene, 0.0, "Starting the depth engine")
         window_manager = context.window_manager
         window_manager.progress_begin(0.0, 1.0)
         self._timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
-        window_manager.modal_handler_add(self)
         context.workspace.status_text_set("Depth 360: estimating depth (ESC cancels)")
-        return {"RUNNING_MODAL"}
+        return True
 
     def _end_modal(self, context) -> EstimateJob:
         window_manager = context.window_manager

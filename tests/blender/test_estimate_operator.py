@@ -60,6 +60,26 @@ class Killed:
 def make():
     return Killed()
 """,
+    "progress": """
+import time
+import numpy as np
+from depth360.estimators.progress import Progress  # the worker's stdout is Blender's pipe
+
+class Reporting:
+    kind = "metric-distance"
+
+    def predict(self, images, rays):
+        progress = Progress(4, "json")
+        progress.start()
+        for frame in range(1, 4):
+            time.sleep(0.3)
+            progress.frame_done(frame)
+        time.sleep(0.3)
+        return np.full(images.shape[:3], 3.0, np.float32)
+
+def make():
+    return Reporting()
+""",
     "slow": """
 import subprocess, sys, time
 
@@ -265,3 +285,82 @@ def test_the_interactive_job_shows_progress_and_cancels(scene, tmp_path):
     estimate.show_progress(scene, update.fraction, update.describe())
     assert scene.depth360.progress == pytest.approx(0.75)
     assert scene.depth360.status == "Frame 3: 3/4 (2.00 fps, 0:00 left)"
+
+
+class _Event:
+    def __init__(self, type_: str, value: str = "NOTHING"):
+        self.type, self.value = type_, value
+
+
+def _interactive_operator():
+    """The operator's interactive methods on a plain object, as Blender's modal loop calls them.
+
+    The `bpy` module has no event loop, so the test plays it: timer ticks and ESC.
+    """
+    estimate = _module("estimate")
+    cls = estimate.DEPTH360_OT_estimate
+
+    class Interactive:
+        engine, model, python, device = "AUTO", "", "", ""
+
+        def __init__(self):
+            self.reports = []
+
+        def report(self, level, message):
+            self.reports.append((next(iter(level)), message))
+
+    for name in ("start_job", "modal", "_end_modal", "_done", "_prepare", "cancel"):
+        setattr(Interactive, name, getattr(cls, name))
+    return Interactive()
+
+
+def _play(operator, until, esc_at: float | None = None, limit_s: float = 60.0):
+    """Send timer events (and one ESC after `esc_at` s) until `until(result)`; (result, fractions)."""
+    started, fractions = time.monotonic(), []
+    while True:
+        escape = esc_at is not None and time.monotonic() - started > esc_at
+        result = operator.modal(bpy.context, _Event("ESC", "PRESS") if escape else _Event("TIMER"))
+        fractions.append(bpy.context.scene.depth360.progress)
+        if until(result):
+            return result, fractions
+        assert time.monotonic() - started < limit_s, operator.reports
+        time.sleep(0.05)
+
+
+def test_the_modal_operator_shows_progress_finishes_and_esc_cancels(scene, tmp_path):
+    estimate = _module("estimate")
+    ended = {"FINISHED", "CANCELLED"}.intersection
+    operator = _interactive_operator()
+    operator.model = _plugin(tmp_path, "progress")
+    assert operator.start_job(bpy.context)
+    assert scene.as_pointer() in estimate.ACTIVE_JOBS and not bpy.ops.depth360.estimate.poll()
+    result, fractions = _play(operator, ended)
+    assert result == {"FINISHED"}, operator.reports
+    steps = [f for f in dict.fromkeys(fractions) if 0 < f < 1]
+    assert steps == pytest.approx([0.25, 0.5, 0.75])  # each progress line reached the panel, in order
+    assert fractions[-1] == 1.0 and scene.depth360.status == "Done: pano.distance.exr"
+    assert operator.reports[-1][0] == "INFO" and "Depth360 Mesh" in bpy.data.objects
+    assert scene.as_pointer() not in estimate.ACTIVE_JOBS
+
+    operator = _interactive_operator()
+    operator.model = _plugin(tmp_path, "slow")
+    operator.start_job(bpy.context)
+    worker = estimate.ACTIVE_JOBS[scene.as_pointer()].worker
+    _play(operator, lambda _: any(line.startswith("child") for line in worker.stdout_lines))
+    child = int(next(line for line in worker.stdout_lines if line.startswith("child")).split()[1])
+    started = time.perf_counter()
+    result, _ = _play(operator, ended, esc_at=0.0)
+    took = time.perf_counter() - started
+    print(f"\nESC in the modal operator stopped the worker in {took:.3f} s")
+    assert result == {"CANCELLED"} and took < 2.0
+    assert operator.reports[-1] == ("WARNING", "Depth estimation cancelled")
+    live = _live_processes()
+    assert child not in live and worker.pid not in live.values()
+    assert scene.depth360.status == "Cancelled" and scene.as_pointer() not in estimate.ACTIVE_JOBS
+
+    operator = _interactive_operator()
+    operator.model = _plugin(tmp_path, "oom")
+    operator.start_job(bpy.context)
+    result, _ = _play(operator, ended)
+    assert result == {"CANCELLED"}
+    assert operator.reports[-1] == ("ERROR", "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB")

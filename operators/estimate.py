@@ -115,6 +115,7 @@ class EstimateJob:
 
     request: EstimateRequest
     worker: WorkerProcess
+    scene_name: str
     cancel_requested: bool = False
 
     def step(self, scene: bpy.types.Scene) -> WorkerResult | None:
@@ -181,9 +182,8 @@ def run_in_process(request: EstimateRequest) -> str | None:
     return None
 
 
-def finish_estimate(context, request: EstimateRequest) -> tuple[str, str]:
+def finish_estimate(scene: bpy.types.Scene, request: EstimateRequest) -> tuple[str, str]:
     """After a successful run: remember the depth, build what the settings ask for; (level, message)."""
-    scene = context.scene
     settings = scene.depth360
     depth = depth_output_path(request)
     if not depth.is_file():
@@ -277,7 +277,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
                     return {"CANCELLED"}
         finally:
             window_manager.progress_end()
-        level, message = finish_estimate(context, request)
+        level, message = finish_estimate(context.scene, request)
         return self._done(context, level, f"{message} ({time.perf_counter() - started:.1f} s)")
 
     def invoke(self, context, event):
@@ -300,7 +300,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return False
         self._job_key = context.scene.as_pointer()
-        ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker)
+        ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker, context.scene.name)
         show_progress(context.scene, 0.0, "Starting the depth engine")
         window_manager = context.window_manager
         window_manager.progress_begin(0.0, 1.0)
@@ -317,23 +317,24 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
 
     def modal(self, context, event):
         job = ACTIVE_JOBS[self._job_key]
+        scene = bpy.data.scenes.get(job.scene_name) or context.scene  # the user may switch scenes
         if event.type == "ESC" and event.value == "PRESS":
             job.cancel_requested = True
         elif event.type != "TIMER":
             return {"PASS_THROUGH"}
-        result = job.step(context.scene)
+        result = job.step(scene)
         if result is None:
             return {"RUNNING_MODAL"} if event.type == "ESC" else {"PASS_THROUGH"}
         self._end_modal(context)
         if result.status == "cancelled":
-            show_progress(context.scene, 0.0, "Cancelled")
+            show_progress(scene, 0.0, "Cancelled")
             self.report({"WARNING"}, "Depth estimation cancelled")
             return {"CANCELLED"}
         if result.status != "done":
-            show_progress(context.scene, 0.0, "Failed")
+            show_progress(scene, 0.0, "Failed")
             self.report({"ERROR"}, worker_error(result))
             return {"CANCELLED"}
-        return self._done(context, *finish_estimate(context, job.request))
+        return self._done(context, *finish_estimate(scene, job.request))
 
     def cancel(self, context):  # Blender ends the modal operator (file load, quit)
         job = ACTIVE_JOBS.get(self._job_key)

@@ -256,7 +256,7 @@ def test_the_interactive_job_shows_progress_and_cancels(scene, tmp_path):
     prefs = bpy.context.preferences.addons[PACKAGE].preferences
     request = estimate.request_from_scene(scene, prefs)
     request = estimate.replace(request, model=_plugin(tmp_path, "slow"))
-    job = estimate.EstimateJob(request, estimate.start_worker(request, prefs))
+    job = estimate.EstimateJob(request, estimate.start_worker(request, prefs), scene.name)
     key = scene.as_pointer()
     estimate.ACTIVE_JOBS[key] = job
     try:

@@ -18,15 +18,22 @@ VIEW_ITEMS = [
 ]
 
 
+# Blender keeps no reference to dynamic enum strings: the items must outlive the callback.
+_MODEL_ITEMS = [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
+
+# Blender 5.0 asks path properties to declare that they accept "//"; 4.2 has no such option.
+_BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (5, 0, 0) else set()
+
+
 def _model_items(_self, _context):
-    return [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
+    return _MODEL_ITEMS
 
 
 class Depth360SceneSettings(bpy.types.PropertyGroup):
     source_path: StringProperty(
         name="Source",
         description="360 image, movie or image sequence to estimate depth for",
-        subtype="FILE_PATH",
+        subtype="FILE_PATH", options=_BLEND_RELATIVE,
     )
     layout: EnumProperty(name="Layout", items=LAYOUT_ITEMS, default="mono")
     model: EnumProperty(name="Model", items=_model_items)
@@ -41,7 +48,7 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
     )
     output_dir: StringProperty(
         name="Output", description="Folder for depth files (// is the .blend's folder)",
-        subtype="DIR_PATH", default="//depth/",
+        subtype="DIR_PATH", default="//depth/", options=_BLEND_RELATIVE,
     )
     # After an estimate: what to build from its outputs (depth360.estimate).
     build_mesh_after: BoolProperty(
@@ -55,7 +62,7 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
     progress: FloatProperty(name="Progress", min=0.0, max=1.0, subtype="FACTOR")
     status: StringProperty(name="Status")
     depth_path: StringProperty(
-        name="Depth", subtype="FILE_PATH",
+        name="Depth", subtype="FILE_PATH", options=_BLEND_RELATIVE,
         description="Distance file of the last estimate (what Paint Depth edits)",
     )
 

@@ -1,4 +1,7 @@
-"""Run the whole test suite: everything on bpy 5.0.x, the Blender tests again on bpy 4.2 LTS.
+"""Run the whole test suite: the engine tests, then the Blender tests on bpy 5.0.x and 4.2 LTS.
+
+The engine tests run in a process that never loads Blender (one of them checks that);
+each Blender run has a process of its own.
 
 Called by `make test` (and so by CI). Prints each run's pytest output, then one closing
 line `suite: N passed, N failed` over both runs; exits non-zero if anything failed.
@@ -15,8 +18,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 RUNS = (
-    ("bpy 5.0", REPO / ".venv" / "bin" / "python", ["tests"]),
-    ("bpy 4.2 LTS", REPO / ".venv-bpy42" / "bin" / "python", ["tests/blender"]),
+    ("engine", REPO / ".venv" / "bin" / "python", ["tests/engine"]),
+    ("blender-5.0", REPO / ".venv" / "bin" / "python", ["tests/blender"]),
+    ("blender-4.2-lts", REPO / ".venv-bpy42" / "bin" / "python", ["tests/blender"]),
 )
 
 
@@ -39,7 +43,7 @@ def main(argv: list[str]) -> int:
     passed = failed = skipped = 0
     worst = 0
     for label, python, paths in RUNS:
-        report = build / f"{label.split()[1]}.xml"
+        report = build / f"{label}.xml"
         report.unlink(missing_ok=True)
         print(f"\n=== tests on {label} ===", flush=True)
         start = time.monotonic()

@@ -100,6 +100,7 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
         "rss_weights_mb": loaded - baseline,
         "peak_rss_mb": _maxrss_mb(),
         "peak_is_forward_only": reset,
+        "load_average": os.getloadavg()[0],  # other processes on this machine slow the CPU figures
     }
     if gpu and torch.cuda.is_available():
         network = network.cuda()
@@ -137,6 +138,7 @@ def _row(result: dict, gpu: bool) -> list[str]:
     row = [
         result["architecture"], f"{result['params_m']:.1f}", result["input"],
         f"{result['cpu_median_s']:.2f}", f"{result['rss_weights_mb']:.0f}", f"{result['peak_rss_mb']:.0f}",
+        f"{result['load_average']:.1f}",
     ]
     if gpu:
         row += [f"{result.get('gpu_fp32_median_s', float('nan')) * 1000:.1f}",
@@ -179,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(f"  {architecture}: done", file=sys.stderr, flush=True)
 
-    header = ["network", "params M", "input", "CPU s", "weights MB", "peak RSS MB"]
+    header = ["network", "params M", "input", "CPU s", "weights MB", "peak RSS MB", "load avg"]
     if gpu:
         header += ["GPU fp32 ms", "GPU fp16 ms", "GPU fp16 peak MB"]
     rows = [header] + [_row(r, gpu) for r in results]

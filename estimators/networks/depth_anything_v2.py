@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .dinov2 import PATCH_SIZE, VIT_CONFIGS, DinoVisionTransformer
+from .dpt_fusion import FusionBlock
 
 
 @dataclass(frozen=True)
@@ -36,44 +37,6 @@ OFFICIAL_PREFIXES = ("pretrained.", "depth_head.")
 HEAD_HIDDEN_CHANNELS = 32
 
 
-class ResidualConvUnit(nn.Module):
-    """ReLU -> 3x3 conv -> ReLU -> 3x3 conv, plus the input."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv2(F.relu(self.conv1(F.relu(x))))
-        return out + x
-
-
-class FeatureFusionBlock(nn.Module):
-    """Adds a refined skip feature, refines, upsamples (bilinear, corners aligned), projects."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.out_conv = nn.Conv2d(features, features, kernel_size=1)
-        self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
-
-    def forward(
-        self,
-        x: torch.Tensor,
-        skip: torch.Tensor | None = None,
-        size: tuple[int, int] | None = None,
-    ) -> torch.Tensor:
-        if skip is not None:
-            x = x + self.resConfUnit1(skip)
-        x = self.resConfUnit2(x)
-        if size is None:
-            x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
-        return self.out_conv(x)
-
-
 class Scratch(nn.Module):
     """The head's fusion stage, named as in the official checkpoints (`depth_head.scratch.*`)."""
 
@@ -83,7 +46,7 @@ class Scratch(nn.Module):
             conv = nn.Conv2d(channels, features, kernel_size=3, padding=1, bias=False)
             self.add_module(f"layer{level}_rn", conv)
         for level in range(1, 5):
-            self.add_module(f"refinenet{level}", FeatureFusionBlock(features))
+            self.add_module(f"refinenet{level}", FusionBlock(features))
         half = features // 2
         self.output_conv1 = nn.Conv2d(features, half, kernel_size=3, padding=1)
         self.output_conv2 = nn.Sequential(

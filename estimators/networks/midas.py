@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .dpt_fusion import FusionBlock
+
 # Input sides must be multiples of this (the coarsest DPT level is at 1/32 of the input).
 INPUT_MULTIPLE = 32
 
@@ -118,45 +120,6 @@ def _resolve(reference: str):
     module_name, function_name = reference.split(":")
     module = importlib.import_module(f".{module_name}", __package__)
     return getattr(module, function_name)
-
-
-class ResidualConvUnit(nn.Module):
-    """relu -> conv3x3 -> relu -> conv3x3, plus the (un-activated) input."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-        self.conv2 = nn.Conv2d(features, features, kernel_size=3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv1(F.relu(x))
-        out = self.conv2(F.relu(out))
-        return out + x
-
-
-class FusionBlock(nn.Module):
-    """Official `FeatureFusionBlock_custom` (no batch norm, align_corners=True, no expand)."""
-
-    def __init__(self, features: int):
-        super().__init__()
-        self.out_conv = nn.Conv2d(features, features, kernel_size=1)
-        self.resConfUnit1 = ResidualConvUnit(features)
-        self.resConfUnit2 = ResidualConvUnit(features)
-
-    def forward(
-        self,
-        coarser: torch.Tensor,
-        skip: torch.Tensor | None = None,
-        size: tuple[int, int] | None = None,
-    ) -> torch.Tensor:
-        """Fuse the coarser path with this level's skip map, upsample to `size` (else x2)."""
-        out = coarser if skip is None else coarser + self.resConfUnit1(skip)
-        out = self.resConfUnit2(out)
-        if size is None:
-            out = F.interpolate(out, scale_factor=2, mode="bilinear", align_corners=True)
-        else:
-            out = F.interpolate(out, size=size, mode="bilinear", align_corners=True)
-        return self.out_conv(out)
 
 
 class ConvTransposeNorm(nn.Sequential):

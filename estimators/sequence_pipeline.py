@@ -92,7 +92,9 @@ class FrameEstimator(Protocol):
 
     `kind`: "relative-disparity" or "metric-distance". `batch_size`: frames per
     `estimate` call. `estimate(frames float32 [N, H, W, 3] 0..1) -> N FramePredictions`.
-    `describe()`: a JSON-ready dict for the sidecar.
+    `describe()`: a JSON-ready dict for the sidecar. Optional `depth_frame(frame) -> frame`:
+    the part of a frame the depth belongs to (a stereo estimator's left eye), which the
+    later stages use as the picture (size, guide, preview); without it, the whole frame.
     """
 
     kind: str
@@ -210,6 +212,90 @@ class FusionFrameEstimator:
         views = self.views if isinstance(self.views, str) else f"{len(self.views)} views"
         options = {k: v for k, v in self.fusion_options.items() if isinstance(v, int | float | str | bool)}
         return {**_describe_estimator(self.estimator), "adapter": "equirect fusion", "views": views, **options}
+
+
+class StereoFrameEstimator:
+    """Stereo frames (both eyes in one picture) through the stereo matcher, one frame a call.
+
+    `layout`: "top-bottom" (left eye on top) or "side-by-side" (left eye on the left).
+    `projection` "equirect": omni-directional stereo (stereo.estimate_stereo_equirect with
+    `ipd`, `pole_merge` and the search range `min_distance`..`max_distance`); the kind is
+    metric-distance and the disparity handed on is 1/m, so the pipeline only filters it in
+    time. `projection` "perspective": a rectified pair; the disparity is in pixels, which is
+    inverse depth times focal length and baseline, so the kind is relative-disparity. The
+    depth belongs to the left eye (`depth_frame`). The eye order is checked on the first
+    frame only; `warn(message)` receives the warning (default: warnings.warn).
+    """
+
+    batch_size = 1
+
+    def __init__(self, layout: str, *, projection: Literal["equirect", "perspective"] = "equirect",
+                 ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
+                 min_distance: float = 0.5, max_distance: float = 100.0,
+                 warn: Callable[[str], None] | None = None):
+        if layout not in ("top-bottom", "side-by-side"):
+            raise ValueError(f"layout must be 'top-bottom' or 'side-by-side', got {layout!r}")
+        if projection not in ("equirect", "perspective"):
+            raise ValueError(f"projection must be equirect or perspective, got {projection!r}")
+        self.layout = layout
+        self.projection = projection
+        self.kind = "metric-distance" if projection == "equirect" else "relative-disparity"
+        self.ipd = float(ipd)
+        self.pole_merge = pole_merge
+        self.min_distance, self.max_distance = float(min_distance), float(max_distance)
+        self._warn = warn
+        self._checked_eye_order = False
+
+    def depth_frame(self, frame: np.ndarray) -> np.ndarray:
+        """The left eye of a stereo frame."""
+        from .stereo import split_stereo
+
+        return split_stereo(frame, self.layout)[0]
+
+    def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
+        from .stereo import estimate_stereo_equirect, estimate_stereo_perspective, split_stereo
+
+        left, right = split_stereo(frame, self.layout)
+        check = not self._checked_eye_order
+        if self.projection == "equirect":
+            depth = estimate_stereo_equirect(left, right, ipd=self.ipd, pole_merge=self.pole_merge,
+                                             min_distance=self.min_distance, max_distance=self.max_distance,
+                                             check_eye_order=check)
+            inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
+            prediction = FramePrediction(inverse, depth.mask.copy())
+        else:
+            disparity, mask = estimate_stereo_perspective(left, right, check_eye_order=check)
+            prediction = FramePrediction(disparity.astype(np.float32), mask & (disparity > 0))
+        self._checked_eye_order = True
+        return prediction
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Left-eye predictions of stereo frames [N, H, W, 3]; BadInputError for a frame that is no stereo pair."""
+        import warnings
+
+        results = []
+        for frame in frames:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    results.append(self._estimate_one(frame))
+                except ValueError as error:  # split_stereo / check_stereo_pair: not a usable pair
+                    raise BadInputError(f"stereo {self.layout} frame: {error}") from None
+            for warning in caught:
+                if self._warn is not None:
+                    self._warn(str(warning.message))
+                else:
+                    warnings.warn(warning.message, stacklevel=2)
+        return results
+
+    def describe(self) -> dict:
+        """Matcher settings for the sidecar."""
+        described = {"name": "stereo", "kind": self.kind, "adapter": "stereo matching", "layout": self.layout,
+                     "projection": self.projection, "eye": "left"}
+        if self.projection == "equirect":
+            described.update(ipd=self.ipd, pole_merge=list(self.pole_merge) if self.pole_merge else None,
+                             min_distance=self.min_distance, max_distance=self.max_distance)
+        return described
 
 
 # --- files ------------------------------------------------------------------------------------
@@ -738,8 +824,11 @@ def run_sequence(
                 stages.add_busy("estimate", time.perf_counter() - tick)
                 if len(predictions) != len(items):
                     raise ValueError(f"frame estimator returned {len(predictions)} predictions for {len(items)} frames")
+                depth_frame = getattr(frame_estimator, "depth_frame", None)
                 for item, prediction in zip(items, predictions, strict=True):
                     item.prediction = prediction
+                    if depth_frame is not None:
+                        item.rgb = depth_frame(item.rgb)
                     stages.put(estimated_q, item)
         stages.put(estimated_q, _END)
 

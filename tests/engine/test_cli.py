@@ -94,8 +94,8 @@ def photo(tmp_path) -> Path:
         (["--near", "5", "--far", "2"], "must be less than --far"),
         (["--save", "distance"], "needs --near and --far"),
         (["--save", "png16,preview"], "save one of them too"),
-        (["--layout", "top-bottom"], "stereo input is 360 footage"),
-        (["--frames", "1-5"], "not available yet"),
+        (["--layout", "top-bottom"], "is a stereo pair: estimate it with --model stereo"),
+        (["--frames", "1-5"], "applies to videos and image sequences, not to a still image"),
     ],
 )
 def test_estimate_usage_errors_exit_2(tmp_path, photo, capsys, extra, message):

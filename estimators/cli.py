@@ -559,7 +559,8 @@ def _estimate_sequence(source: _Source, args: argparse.Namespace, estimator) -> 
             near, far = STEREO_NEAR, STEREO_FAR
 
         def warn(message: str) -> None:
-            print(f"warning: {source.path}: {message}", file=sys.stderr, flush=True)
+            start = "\n" if args.progress == "bar" else ""  # off the progress bar's line
+            print(f"{start}warning: {source.path}: {message}", file=sys.stderr, flush=True)
 
         frame_estimator = sequence_pipeline.StereoFrameEstimator(
             args.layout, projection=args.projection, ipd=args.ipd, pole_merge=args.pole_merge,

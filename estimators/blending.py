@@ -38,6 +38,16 @@ def _footprint_weights(view: View, height: int, width: int) -> np.ndarray:
     return weights
 
 
+@functools.lru_cache(maxsize=4)
+def _weight_sum(views: tuple[View, ...], height: int, width: int) -> np.ndarray:
+    """Sum of the views' border weights per equirect pixel, float32 [H * W] (all pixels valid)."""
+    weight_sum = np.zeros(height * width, dtype=np.float32)
+    for view in views:
+        weight_sum[footprint(view, height, width).pixels] += _footprint_weights(view, height, width)
+    weight_sum.setflags(write=False)
+    return weight_sum
+
+
 def blend_to_equirect(
     view_maps: list[np.ndarray] | np.ndarray,
     views: tuple[View, ...],
@@ -53,23 +63,26 @@ def blend_to_equirect(
     """
     if len(view_maps) != len(views):
         raise ValueError(f"got {len(view_maps)} view maps for {len(views)} views")
-    total = np.zeros(height * width, dtype=np.float64)
-    weight_sum = np.zeros(height * width, dtype=np.float64)
+    views = tuple(views)
     for i, (values, view) in enumerate(zip(view_maps, views, strict=True)):
-        values = np.asarray(values, dtype=np.float32)
-        if values.shape != (view.height, view.width):
+        if np.shape(values) != (view.height, view.width):
             raise ValueError(
-                f"view {i}: map shape {values.shape} does not match the view's {(view.height, view.width)}"
+                f"view {i}: map shape {np.shape(values)} does not match the view's {(view.height, view.width)}"
             )
+    masks = None if valid is None else [np.asarray(v, dtype=bool) for v in valid]
+    if masks is not None and all(m.all() for m in masks):
+        masks = None  # the usual case: the geometric weight sum is cached per layout
+    # float32 accumulation: weights are <= 1 and few views overlap, so the sums keep ~7 digits.
+    total = np.zeros(height * width, dtype=np.float32)
+    weight_sum = _weight_sum(views, height, width) if masks is None else np.zeros(height * width, dtype=np.float32)
+    for i, (values, view) in enumerate(zip(view_maps, views, strict=True)):
         fp = footprint(view, height, width)
         weights = _footprint_weights(view, height, width)
-        if valid is not None:
-            weights = weights * (fp.sample(np.asarray(valid[i], dtype=np.float32)) > 0.999)
+        if masks is not None:
+            weights = weights * (fp.sample(masks[i].astype(np.float32)) > 0.999)
+            weight_sum[fp.pixels] += weights
         # Footprint pixels are unique, so fancy-index accumulation is exact.
         total[fp.pixels] += weights * fp.sample(values)
-        weight_sum[fp.pixels] += weights
-    merged = np.divide(total, weight_sum, out=np.zeros_like(total), where=weight_sum > 0)
-    return (
-        merged.reshape(height, width).astype(np.float32),
-        weight_sum.reshape(height, width).astype(np.float32),
-    )
+    seen = weight_sum > 0
+    merged = np.divide(total, weight_sum, out=np.zeros_like(total), where=seen)
+    return merged.reshape(height, width), np.array(weight_sum, dtype=np.float32).reshape(height, width)

@@ -13,7 +13,10 @@ distance = far) where the input is not finite, where the caller's mask says so, 
 the mapped inverse distance is <= 0, i.e. beyond infinity: sky and background that the
 model puts further than the scene's far end. The percentiles are taken over valid pixels
 only: sky covering more than `low_percentile` percent of the frame must be masked out by
-the caller (`valid`), or the far end lands on the sky.
+the caller (`valid`), or the far end lands on the sky. Above PERCENTILE_SAMPLES valid
+pixels (a 4K frame has 7.4 million) the percentiles are those of an even, deterministic
+stride through the valid pixels: exact ones cost most of a second at 8K, and the two
+differ by far less than the estimators' own noise.
 
 Metric inverse distance needs no rule: distance = 1/disparity, clamped to [near, far]
 (non-positive or non-finite -> far, invalid).
@@ -24,6 +27,9 @@ No output contains NaN or Inf.
 from __future__ import annotations
 
 import numpy as np
+
+# Most valid pixels the percentiles are taken over (see the module doc).
+PERCENTILE_SAMPLES = 1 << 21
 
 
 def _check_range(near: float, far: float) -> None:
@@ -46,20 +52,37 @@ def relative_to_distance(
         raise ValueError(
             f"need 0 <= low_percentile < high_percentile <= 100, got {low_percentile}, {high_percentile}"
         )
-    d = np.asarray(disparity, dtype=np.float64)
+    d = np.asarray(disparity, dtype=np.float32)
     mask = np.isfinite(d)
     if valid is not None:
         mask &= np.asarray(valid, dtype=bool)
-    distance = np.full(d.shape, far, dtype=np.float32)
     if not mask.any():
-        return distance, mask
-    d_lo, d_hi = np.percentile(d[mask], [low_percentile, high_percentile])
+        return np.full(d.shape, far, dtype=np.float32), mask
+    d_lo, d_hi = (float(v) for v in np.percentile(_percentile_sample(d, mask), [low_percentile, high_percentile]))
     if d_hi <= d_lo:  # a flat map: everything at one distance, the far one
-        return distance, mask
-    inv = 1.0 / far + (np.where(mask, d, d_lo) - d_lo) * ((1.0 / near - 1.0 / far) / (d_hi - d_lo))
+        return np.full(d.shape, far, dtype=np.float32), mask
+    # Whole-array arithmetic in float32 (no boolean gathers: they are slow at 8K).
+    slope = np.float32((1.0 / near - 1.0 / far) / (d_hi - d_lo))
+    offset = np.float32(1.0 / far - d_lo * (1.0 / near - 1.0 / far) / (d_hi - d_lo))
+    inv = np.where(mask, d, np.float32(d_lo)) * slope + offset
     mask &= inv > 0.0
-    distance[mask] = np.clip(1.0 / inv[mask], near, far)
-    return distance, mask
+    return _clamped_inverse(inv, mask, near, far), mask
+
+
+def _percentile_sample(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The valid values, or an even stride through them when there are more than PERCENTILE_SAMPLES."""
+    flat, ok = values.reshape(-1), mask.reshape(-1)
+    step = -(-int(np.count_nonzero(ok)) // PERCENTILE_SAMPLES)
+    if step > 1:
+        flat, ok = flat[::step], ok[::step]
+    return flat if ok.all() else flat[ok]
+
+
+def _clamped_inverse(inv: np.ndarray, mask: np.ndarray, near: float, far: float) -> np.ndarray:
+    """float32 1 / inv clamped to [near, far] where `mask`, `far` elsewhere."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        distance = np.clip(np.float32(1.0) / inv, np.float32(near), np.float32(far))
+    return np.where(mask, distance, np.float32(far)).astype(np.float32, copy=False)
 
 
 def metric_to_distance(
@@ -67,10 +90,8 @@ def metric_to_distance(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Metric inverse distance -> (distance float32 clamped to [near, far], mask bool)."""
     _check_range(near, far)
-    d = np.asarray(disparity, dtype=np.float64)
+    d = np.asarray(disparity, dtype=np.float32)
     mask = np.isfinite(d) & (d > 0.0)
     if valid is not None:
         mask &= np.asarray(valid, dtype=bool)
-    distance = np.full(d.shape, far, dtype=np.float32)
-    distance[mask] = np.clip(1.0 / d[mask], near, far)
-    return distance, mask
+    return _clamped_inverse(d, mask, near, far), mask

@@ -3,7 +3,8 @@
 `estimate_equirect` is the entry point of the CLI, the video pipeline and Blender.
 The estimator is anything with `kind` ("relative-disparity" or "metric-distance") and
 `predict(images [N, h, w, 3] float32 RGB 0..1, rays [N, h, w, 3] float32) -> [N, h, w]`
-(DESIGN.md). A relative result is inverse planar depth of each view up to scale and
+(DESIGN.md), and optionally `native_size`, the input side it works at (the default view
+size is capped there). A relative result is inverse planar depth of each view up to scale and
 shift; a metric result is taken as Euclidean distance along each given ray, in metres.
 """
 
@@ -18,7 +19,15 @@ import numpy as np
 from .alignment import KINDS, Alignment, align_views
 from .blending import blend_to_equirect
 from .calibration import metric_to_distance, relative_to_distance
-from .projection import Interpolation, Preset, View, equirect_to_views, make_views
+from .projection import (
+    DEFAULT_FOV_DEG,
+    Interpolation,
+    Preset,
+    View,
+    default_view_size,
+    equirect_to_views,
+    make_views,
+)
 
 # Defaults of the near/far rule (calibration.py) for relative estimators, in metres.
 DEFAULT_NEAR = 1.0
@@ -28,6 +37,8 @@ METRIC_NEAR = 0.01
 METRIC_FAR = 1000.0
 # Input bytes per batch when batch_size is None; networks use many times their input.
 BATCH_BUDGET_BYTES = 64 * 1024 * 1024
+# Smallest equirect frame (rows) the 360 path accepts: a few pixels per view side.
+MIN_EQUIRECT_HEIGHT = 8
 
 
 class Estimator(Protocol):
@@ -65,8 +76,34 @@ def _check_image(image: np.ndarray) -> np.ndarray:
         raise ValueError(f"equirect image must be [H, W, 3] RGB, got shape {image.shape}")
     height, width = image.shape[:2]
     if width != 2 * height:
-        raise ValueError(f"equirect image must be twice as wide as high, got {width}x{height}")
+        raise ValueError(
+            f"the image is {width} x {height}, not 2:1 (360 equirect footage is twice as wide "
+            "as high); for an ordinary photo use --projection perspective"
+        )
+    if height < MIN_EQUIRECT_HEIGHT:
+        raise ValueError(
+            f"the image is {width} x {height}, too small for 360 depth "
+            f"(at least {2 * MIN_EQUIRECT_HEIGHT} x {MIN_EQUIRECT_HEIGHT})"
+        )
     return image.astype(np.float32, copy=False)
+
+
+def native_view_size(estimator: object, preset: str, width: int, fov_deg: float | None = None) -> int | None:
+    """Default side of the `cube`/`ico` views for an estimator on a panorama `width` wide.
+
+    The panorama's pixel density (`projection.default_view_size`), but no larger than the
+    estimator's `native_size` (optional in the protocol; the built-in networks give their
+    input side, 518 for Depth Anything V2): a network sees its native size anyway, so
+    larger views only cost projection and blending time. None for the `equirect` preset
+    (the single pass keeps the frame's size) and for unknown presets (make_views says why).
+    """
+    if preset not in DEFAULT_FOV_DEG:
+        return None
+    density = default_view_size(DEFAULT_FOV_DEG[preset] if fov_deg is None else float(fov_deg), width)
+    native = getattr(estimator, "native_size", None)
+    if native is None:
+        return density
+    return max(2, min(density, int(native)))
 
 
 def project_to_views(
@@ -131,8 +168,9 @@ def estimate_equirect(
     """Depth of an equirect image [H, W, 3] (float 0..1, W = 2H) with any estimator.
 
     `views`: a preset (`cube`, `ico`, `equirect`) or explicit views; `fov_deg` and
-    `view_size` tune the preset (defaults: 110 deg cube, 90 deg ico, the panorama's pixel
-    density). `batch_size`: views per `predict` call (None: sized by an input budget).
+    `view_size` tune the preset (defaults: 110 deg cube, 90 deg ico, views of the
+    panorama's pixel density capped at the estimator's `native_size`, see
+    `native_view_size`). `batch_size`: views per `predict` call (None: sized by an input budget).
     `align`: solve the joint deformable alignment (False: naive stitching);
     `grid`: control points per view side. `near`/`far`: calibration (calibration.py);
     defaults 1 m / 100 m for relative and 0.01 m / 1000 m (clamp only) for metric.
@@ -150,6 +188,8 @@ def estimate_equirect(
     if batch_size is not None and batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if isinstance(views, str):
+        if view_size is None:
+            view_size = native_view_size(estimator, views, width, fov_deg)
         views = make_views(views, height, width, fov_deg=fov_deg, view_size=view_size)
     timings: dict[str, float] = {}
 
@@ -186,8 +226,8 @@ def estimate_equirect(
     else:
         distance, mask = relative_to_distance(merged, near, far, valid=seen)
     timings["calibrate"] = time.perf_counter() - t4
-    disparity = np.where(seen, merged, 0.0).astype(np.float32)
-    return EquirectDepth(disparity, distance, mask, near, far, tuple(views), timings, alignment)
+    # blend_to_equirect leaves unseen pixels at 0: `merged` already is the disparity to return.
+    return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment)
 
 
 def naive_ray_disparity(disparities: list[np.ndarray], views: tuple[View, ...], kind: str) -> list[np.ndarray]:

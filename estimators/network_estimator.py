@@ -60,6 +60,11 @@ class NetworkEstimator:
         return self.spec.name
 
     @property
+    def native_size(self) -> int:
+        """The network's native input side (518 for Depth Anything V2); 360 views default to at most this."""
+        return self.spec.input_size
+
+    @property
     def precision(self) -> str:
         """fp32, fp16 or bf16."""
         return precision_label(self.dtype)

@@ -236,10 +236,15 @@ def pad_equirect(image: np.ndarray, pad: int = _PAD) -> np.ndarray:
     if pad > height:
         raise ValueError(f"equirect image of {height} rows is too small to pad by {pad}")
     half = width // 2
-    top = np.roll(image[pad - 1 :: -1], half, axis=1)
-    bottom = np.roll(image[: height - pad - 1 : -1], half, axis=1)
-    tall = np.concatenate((top, image, bottom), axis=0)
-    return np.concatenate((tall[:, width - pad :], tall, tall[:, :pad]), axis=1)
+    # Filled in place (one copy of the frame: this runs on every 4K or 8K frame).
+    out = np.empty((height + 2 * pad, width + 2 * pad, *image.shape[2:]), dtype=image.dtype)
+    body = out[:, pad : pad + width]
+    body[pad : pad + height] = image
+    body[:pad] = np.roll(image[pad - 1 :: -1], half, axis=1)
+    body[pad + height :] = np.roll(image[: height - pad - 1 : -1], half, axis=1)
+    out[:, :pad] = body[:, width - pad :]
+    out[:, pad + width :] = body[:, :pad]
+    return out
 
 
 def _remap(source: np.ndarray, map_x: np.ndarray, map_y: np.ndarray, interpolation: Interpolation) -> np.ndarray:
@@ -378,41 +383,90 @@ def footprint(view: View, height: int, width: int) -> Footprint:
         pixels = np.arange(height * width, dtype=np.int32)
         x, y = cols, rows
     else:
-        pixels = _cone_pixels(view, height, width)
-        rays = ray_directions(height, width).reshape(-1, 3)[pixels].astype(np.float64)
-        cam = rays @ view.matrix  # camera-frame coordinates: R^T d for each row d
-        z = np.maximum(cam[:, 2], 1e-9)
-        f = view.focal_px
-        x = cam[:, 0] / z * f + view.width / 2.0 - 0.5
-        y = cam[:, 1] / z * f + view.height / 2.0 - 0.5
-        inside = (
-            (cam[:, 2] > 1e-6)
-            & (x >= -0.5) & (x <= view.width - 0.5)
-            & (y >= -0.5) & (y <= view.height - 0.5)
-        )
-        pixels, x, y = pixels[inside], x[inside], y[inside]
-    result = Footprint(view, pixels.astype(np.int32), x.astype(np.float32), y.astype(np.float32))
+        pixels, x, y = _perspective_footprint(view, height, width)
+    result = Footprint(
+        view, pixels.astype(np.int32, copy=False), x.astype(np.float32, copy=False), y.astype(np.float32, copy=False)
+    )
     for arr in (result.pixels, result.x, result.y):
         arr.setflags(write=False)
     return result
 
 
-def _cone_pixels(view: View, height: int, width: int) -> np.ndarray:
-    """Flat indices of the equirect pixels inside the cone that circumscribes a perspective view."""
+# Rows of the panorama handled at once by _perspective_footprint (bounds its memory at 8K).
+_FOOTPRINT_ROWS = 256
+
+
+def _perspective_footprint(view: View, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(flat pixels, x, y) of the equirect pixels a perspective view sees, in ascending order.
+
+    Candidates are the pixels inside the cone that circumscribes the view: on each row
+    of the panorama that is one interval of longitude, found in closed form, since a
+    direction's camera-frame coordinates are separable in (theta, phi):
+    ``d . m_k = sin(theta) (m_xk cos(phi) + m_yk sin(phi)) + cos(theta) m_zk``.
+    Only candidates are visited (a few rows at a time), and the exact test of whether
+    a candidate projects inside the view decides.
+    """
     half_x = view.width / 2.0 / view.focal_px
     half_y = view.height / 2.0 / view.focal_px
-    cos_max = 1.0 / math.sqrt(1.0 + half_x * half_x + half_y * half_y)
-    fx, fy, fz = view.forward
+    cos_max = 1.0 / math.sqrt(1.0 + half_x * half_x + half_y * half_y) - 1e-3
+    m = view.matrix  # columns right, down, forward: camera coordinate k of d is d . m[:, k]
     theta = np.pi * (np.arange(height) + 0.5) / height
+    sin_theta, cos_theta = np.sin(theta), np.cos(theta)
     phi = 2.0 * np.pi * (0.5 - (np.arange(width) + 0.5) / width)
-    # d . forward = sin(theta) (fx cos(phi) + fy sin(phi)) + cos(theta) fz, row by row
-    theta_f = math.acos(max(-1.0, min(1.0, fz)))
-    margin = 2.0 * np.pi / height
-    rows = np.flatnonzero(np.abs(theta - theta_f) <= math.acos(cos_max) + margin)
-    along = fx * np.cos(phi) + fy * np.sin(phi)
-    dots = np.sin(theta[rows])[:, None] * along[None, :] + (np.cos(theta[rows]) * fz)[:, None]
-    r, c = np.nonzero(dots >= cos_max - 1e-3)
-    return (rows[r] * width + c).astype(np.int64)
+    cos_phi, sin_phi = np.cos(phi), np.sin(phi)
+    along = [m[0, k] * cos_phi + m[1, k] * sin_phi for k in range(3)]  # [W] each
+
+    # Forward's z along a row: sin(theta) * amp * cos(phi - phi_f) + cos(theta) * m_zz >= cos_max
+    # holds for |phi - phi_f| <= half, a run of columns centred on the forward's column.
+    amp = math.hypot(m[0, 2], m[1, 2])
+    phi_f = math.atan2(m[1, 2], m[0, 2])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = (cos_max - cos_theta * m[2, 2]) / (sin_theta * amp)
+    q = np.where(sin_theta * amp > 1e-12, q, np.where(cos_theta * m[2, 2] >= cos_max, -2.0, 2.0))
+    rows = np.flatnonzero(q <= 1.0)
+    half = np.arccos(np.clip(q[rows], -1.0, 1.0)) * width / (2.0 * np.pi) + 1.0  # columns, +1 margin
+    centre = width * (0.5 - phi_f / (2.0 * np.pi)) - 0.5
+    first = np.ceil(centre - half).astype(np.int64)
+    count = np.minimum(np.floor(centre + half).astype(np.int64) - first + 1, width)
+    first = np.where(count >= width, 0, np.mod(first, width))
+    # A run that crosses the wrap is two runs: [first, W) and [0, rest).
+    rest = np.maximum(first + count - width, 0)
+    seg_row = np.concatenate((rows, rows))
+    seg_first = np.concatenate((np.zeros_like(first), first))
+    seg_count = np.concatenate((rest, count - rest))
+    order = np.lexsort((seg_first, seg_row))
+    keep = order[seg_count[order] > 0]
+    seg_row, seg_first, seg_count = seg_row[keep], seg_first[keep], seg_count[keep]
+
+    f = view.focal_px
+    # Filled in place, chunk by chunk, at their final dtypes (large copies cost page faults).
+    capacity = int(seg_count.sum())
+    out_pixels = np.empty(capacity, np.int32)
+    out_x = np.empty(capacity, np.float32)
+    out_y = np.empty(capacity, np.float32)
+    filled = 0
+    bounds = np.searchsorted(seg_row, rows[::_FOOTPRINT_ROWS])
+    for lo, hi in zip(bounds, np.r_[bounds[1:], seg_row.size], strict=True):
+        counts = seg_count[lo:hi]
+        total = int(counts.sum())
+        starts = np.cumsum(counts) - counts
+        r = np.repeat(seg_row[lo:hi], counts)
+        c = np.arange(total) - np.repeat(starts - seg_first[lo:hi], counts)
+        st, ct = sin_theta[r], cos_theta[r]
+        z = np.maximum(st * along[2][c] + ct * m[2, 2], 1e-9)
+        x = (st * along[0][c] + ct * m[2, 0]) / z * f + view.width / 2.0 - 0.5
+        y = (st * along[1][c] + ct * m[2, 1]) / z * f + view.height / 2.0 - 0.5
+        inside = np.flatnonzero(
+            (z > 1e-6)
+            & (x >= -0.5) & (x <= view.width - 0.5)
+            & (y >= -0.5) & (y <= view.height - 0.5)
+        )
+        end = filled + inside.size
+        out_pixels[filled:end] = r[inside] * width + c[inside]
+        out_x[filled:end] = x[inside]
+        out_y[filled:end] = y[inside]
+        filled = end
+    return out_pixels[:filled].copy(), out_x[:filled].copy(), out_y[:filled].copy()
 
 
 def planar_to_ray_disparity(disparity: np.ndarray, view: View) -> np.ndarray:

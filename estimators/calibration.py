@@ -58,7 +58,7 @@ def relative_to_distance(
         mask &= np.asarray(valid, dtype=bool)
     if not mask.any():
         return np.full(d.shape, far, dtype=np.float32), mask
-    d_lo, d_hi = (float(v) for v in np.percentile(_percentile_sample(d, mask), [low_percentile, high_percentile]))
+    d_lo, d_hi = (float(v) for v in np.percentile(percentile_sample(d, mask), [low_percentile, high_percentile]))
     if d_hi <= d_lo:  # a flat map: everything at one distance, the far one
         return np.full(d.shape, far, dtype=np.float32), mask
     # Whole-array arithmetic in float32 (no boolean gathers: they are slow at 8K).
@@ -69,10 +69,10 @@ def relative_to_distance(
     return _clamped_inverse(inv, mask, near, far), mask
 
 
-def _percentile_sample(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """The valid values, or an even stride through them when there are more than PERCENTILE_SAMPLES."""
+def percentile_sample(values: np.ndarray, mask: np.ndarray, limit: int = PERCENTILE_SAMPLES) -> np.ndarray:
+    """The values where `mask`, flat, or an even stride through them when there are more than `limit`."""
     flat, ok = values.reshape(-1), mask.reshape(-1)
-    step = -(-int(np.count_nonzero(ok)) // PERCENTILE_SAMPLES)
+    step = -(-int(np.count_nonzero(ok)) // limit)
     if step > 1:
         flat, ok = flat[::step], ok[::step]
     return flat if ok.all() else flat[ok]

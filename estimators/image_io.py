@@ -184,30 +184,37 @@ def write_png16(
     return low, high
 
 
-def colorize(nearness: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """uint8 [H, W, 3] RGB inferno rendering of `nearness` (larger = nearer = brighter).
-
-    The 1st..99th percentile of the valid pixels spans the colour map; invalid pixels are black.
-    """
+def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     import cv2
+
+    from .calibration import percentile_sample
 
     nearness = _check_depth(nearness, "preview")
     valid = np.ones(nearness.shape, bool) if valid is None else np.asarray(valid, bool)
     if valid.any():
-        low, high = np.percentile(nearness[valid], [1.0, 99.0])
+        low, high = np.percentile(percentile_sample(nearness, valid), [1.0, 99.0])
     else:
         low, high = 0.0, 1.0
     span = high - low if high > low else 1.0
-    level = np.clip((nearness - low) / span, 0.0, 1.0)
-    bgr = cv2.applyColorMap(np.round(level * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    level = np.clip((nearness - np.float32(low)) * np.float32(255.0 / span), 0.0, 255.0)
+    bgr = cv2.applyColorMap(np.rint(level).astype(np.uint8), cv2.COLORMAP_INFERNO)
     bgr[~valid] = 0
-    return bgr[..., ::-1].copy()
+    return bgr
+
+
+def colorize(nearness: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [H, W, 3] RGB inferno rendering of `nearness` (larger = nearer = brighter).
+
+    The 1st..99th percentile of the valid pixels spans the colour map (of an even
+    stride through them on large frames, as `calibration.percentile_sample`); invalid
+    pixels are black.
+    """
+    return np.ascontiguousarray(_colorize_bgr(nearness, valid)[..., ::-1])
 
 
 def write_preview(path: str | os.PathLike, nearness: np.ndarray, valid: np.ndarray | None = None) -> None:
     """Write the 8-bit colour-mapped preview PNG of `nearness` (see `colorize`)."""
-    rgb = colorize(nearness, valid)
-    write_bytes_atomic(path, _encode_png(Path(path), np.ascontiguousarray(rgb[..., ::-1])))
+    write_bytes_atomic(path, _encode_png(Path(path), _colorize_bgr(nearness, valid)))
 
 
 def write_json(path: str | os.PathLike, data: dict) -> None:

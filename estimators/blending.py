@@ -18,9 +18,10 @@ from .projection import View, footprint
 
 def border_weight(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Blend weight of normalised view coordinates (edges at +-1): cos^2 * cos^2, 0 at edges."""
-    wa = np.cos(0.5 * np.pi * np.clip(np.abs(a), 0.0, 1.0)) ** 2
-    wb = np.cos(0.5 * np.pi * np.clip(np.abs(b), 0.0, 1.0)) ** 2
-    return (wa * wb).astype(np.float32)
+    wa = np.cos(np.minimum(np.abs(a), 1.0) * (0.5 * np.pi))
+    wb = np.cos(np.minimum(np.abs(b), 1.0) * (0.5 * np.pi))
+    w = wa * wb
+    return (w * w).astype(np.float32)
 
 
 def view_weight(view: View, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -83,6 +84,7 @@ def blend_to_equirect(
             weight_sum[fp.pixels] += weights
         # Footprint pixels are unique, so fancy-index accumulation is exact.
         total[fp.pixels] += weights * fp.sample(values)
-    seen = weight_sum > 0
-    merged = np.divide(total, weight_sum, out=np.zeros_like(total), where=seen)
+    # Unseen pixels have total 0 too: dividing by the smallest float keeps them 0 without a
+    # masked division (slow at 8K).
+    merged = np.divide(total, np.maximum(weight_sum, np.finfo(np.float32).tiny), out=total)
     return merged.reshape(height, width), np.array(weight_sum, dtype=np.float32).reshape(height, width)

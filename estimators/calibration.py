@@ -61,12 +61,14 @@ def relative_to_distance(
     d_lo, d_hi = (float(v) for v in np.percentile(percentile_sample(d, mask), [low_percentile, high_percentile]))
     if d_hi <= d_lo:  # a flat map: everything at one distance, the far one
         return np.full(d.shape, far, dtype=np.float32), mask
-    # Whole-array arithmetic in float32 (no boolean gathers: they are slow at 8K).
+    # Whole-array float32 arithmetic in place (boolean gathers and temporaries are slow at 8K).
     slope = np.float32((1.0 / near - 1.0 / far) / (d_hi - d_lo))
     offset = np.float32(1.0 / far - d_lo * (1.0 / near - 1.0 / far) / (d_hi - d_lo))
-    inv = np.where(mask, d, np.float32(d_lo)) * slope + offset
-    mask &= inv > 0.0
-    return _clamped_inverse(inv, mask, near, far), mask
+    inv = np.multiply(d, slope)
+    inv += offset
+    with np.errstate(invalid="ignore"):
+        mask &= inv > 0.0  # NaN and Inf inputs are already out of the mask
+    return _clamped_inverse(inv, mask, near, far, in_place=True), mask
 
 
 def percentile_sample(values: np.ndarray, mask: np.ndarray, limit: int = PERCENTILE_SAMPLES) -> np.ndarray:
@@ -78,11 +80,14 @@ def percentile_sample(values: np.ndarray, mask: np.ndarray, limit: int = PERCENT
     return flat if ok.all() else flat[ok]
 
 
-def _clamped_inverse(inv: np.ndarray, mask: np.ndarray, near: float, far: float) -> np.ndarray:
-    """float32 1 / inv clamped to [near, far] where `mask`, `far` elsewhere."""
+def _clamped_inverse(inv: np.ndarray, mask: np.ndarray, near: float, far: float, in_place: bool = False) -> np.ndarray:
+    """float32 1 / inv clamped to [near, far] where `mask`, `far` elsewhere (`in_place`: reuse `inv`)."""
+    out = inv if in_place else np.empty(inv.shape, np.float32)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        distance = np.clip(np.float32(1.0) / inv, np.float32(near), np.float32(far))
-    return np.where(mask, distance, np.float32(far)).astype(np.float32, copy=False)
+        np.divide(np.float32(1.0), inv, out=out)
+        np.clip(out, np.float32(near), np.float32(far), out=out)
+    np.copyto(out, np.float32(far), where=~mask)
+    return out
 
 
 def metric_to_distance(

@@ -52,9 +52,17 @@ class ModelSpec:
         return f"{self.title} ({self.license}{use})"
 
 
+# Pinned Hugging Face revisions and published checksums, where known; "main" otherwise.
+_DA_PINNED = {
+    "vits": ("03876f8651c73a60fe4c2c48294e09fcb6838fcf",
+             "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378"),
+}
+
+
 def _depth_anything(size: str, encoder: str, license: str, commercial: bool) -> ModelSpec:
     file = f"depth_anything_v2_{encoder}.pth"
     repo = f"Depth-Anything-V2-{size.capitalize()}"
+    revision, sha256 = _DA_PINNED.get(encoder, ("main", None))
     return ModelSpec(
         name=f"depth-anything-v2-{size}",
         title=f"Depth Anything V2 {size.capitalize()}",
@@ -64,7 +72,8 @@ def _depth_anything(size: str, encoder: str, license: str, commercial: bool) -> 
         kind="relative-disparity",
         architecture=f"depth-anything-v2-{encoder}",
         checkpoint=file,
-        url=f"{_DA_HF}/{repo}/resolve/main/{file}",
+        url=f"{_DA_HF}/{repo}/resolve/{revision}/{file}",
+        sha256=sha256,
     )
 
 

@@ -267,8 +267,10 @@ def test_download_command_fetches_verifies_and_lists(tmp_path):
     from tests.engine.test_weights import LoopbackFileServer
     from tests.reference_fixtures import fixture_state_dict
 
-    small = registry.get("depth-anything-v2-small")
-    torch.save(fixture_state_dict("depth_anything_v2_vits"), tmp_path / "served.pth")
+    # A model without a published checksum (the fixture weights would not match one).
+    small = registry.get("depth-anything-v2-metric-indoor-small")
+    assert small.sha256 is None
+    torch.save(fixture_state_dict("depth_anything_v2_metric_hypersim_vits"), tmp_path / "served.pth")
     models = tmp_path / "models"
     with LoopbackFileServer((tmp_path / "served.pth").read_bytes()) as server:
         result = _depth360("models", "download", small.name, "--models-dir", str(models), "--url", server.url)

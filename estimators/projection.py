@@ -414,7 +414,11 @@ def _perspective_footprint(view: View, height: int, width: int) -> tuple[np.ndar
     sin_theta, cos_theta = np.sin(theta), np.cos(theta)
     phi = 2.0 * np.pi * (0.5 - (np.arange(width) + 0.5) / width)
     cos_phi, sin_phi = np.cos(phi), np.sin(phi)
-    along = [m[0, k] * cos_phi + m[1, k] * sin_phi for k in range(3)]  # [W] each
+    # Per-pixel arithmetic in float32 (~1e-4 px in x, y): footprints of 4K and 8K frames
+    # are built for every still, and float64 doubles their memory traffic.
+    along = [(m[0, k] * cos_phi + m[1, k] * sin_phi).astype(np.float32) for k in range(3)]  # [W] each
+    sin_rows, cos_rows = sin_theta.astype(np.float32), cos_theta.astype(np.float32)
+    m32 = m.astype(np.float32)
 
     # Forward's z along a row: sin(theta) * amp * cos(phi - phi_f) + cos(theta) * m_zz >= cos_max
     # holds for |phi - phi_f| <= half, a run of columns centred on the forward's column.
@@ -452,10 +456,11 @@ def _perspective_footprint(view: View, height: int, width: int) -> tuple[np.ndar
         starts = np.cumsum(counts) - counts
         r = np.repeat(seg_row[lo:hi], counts)
         c = np.arange(total) - np.repeat(starts - seg_first[lo:hi], counts)
-        st, ct = sin_theta[r], cos_theta[r]
-        z = np.maximum(st * along[2][c] + ct * m[2, 2], 1e-9)
-        x = (st * along[0][c] + ct * m[2, 0]) / z * f + view.width / 2.0 - 0.5
-        y = (st * along[1][c] + ct * m[2, 1]) / z * f + view.height / 2.0 - 0.5
+        st, ct = sin_rows[r], cos_rows[r]
+        z = np.maximum(st * along[2][c] + ct * m32[2, 2], np.float32(1e-9))
+        scale = np.float32(f) / z
+        x = (st * along[0][c] + ct * m32[2, 0]) * scale + np.float32(view.width / 2.0 - 0.5)
+        y = (st * along[1][c] + ct * m32[2, 1]) * scale + np.float32(view.height / 2.0 - 0.5)
         inside = np.flatnonzero(
             (z > 1e-6)
             & (x >= -0.5) & (x <= view.width - 0.5)

@@ -196,8 +196,10 @@ def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     else:
         low, high = 0.0, 1.0
     span = high - low if high > low else 1.0
-    level = np.clip((nearness - np.float32(low)) * np.float32(255.0 / span), 0.0, 255.0)
-    bgr = cv2.applyColorMap(np.rint(level).astype(np.uint8), cv2.COLORMAP_INFERNO)
+    level = np.subtract(nearness, np.float32(low))
+    np.maximum(level, 0.0, out=level)
+    # Scales, rounds to nearest and saturates at 255 in one pass.
+    bgr = cv2.applyColorMap(cv2.convertScaleAbs(level, alpha=255.0 / span), cv2.COLORMAP_INFERNO)
     bgr[~valid] = 0
     return bgr
 
@@ -205,8 +207,8 @@ def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
 def colorize(nearness: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H, W, 3] RGB inferno rendering of `nearness` (larger = nearer = brighter).
 
-    The 1st..99th percentile of the valid pixels spans the colour map (of an even
-    stride through them on large frames, as `calibration.percentile_sample`); invalid
+    The 1st..99th percentile of the valid pixels spans the colour map (of a fixed-seed
+    random sample of them on large frames, `calibration.percentile_sample`); invalid
     pixels are black.
     """
     return np.ascontiguousarray(_colorize_bgr(nearness, valid)[..., ::-1])

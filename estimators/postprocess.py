@@ -182,7 +182,7 @@ def joint_bilateral_upsample(
     sigma_spatial: float = 0.8,
     sigma_colour: float = 0.03,
     edge_threshold: float = 0.35,
-    min_change: float = 0.1,
+    min_change: float = 0.2,
     widen: float = 1.0,
     wrap: bool = True,
 ) -> np.ndarray:

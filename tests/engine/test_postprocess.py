@@ -122,8 +122,8 @@ def test_edge_aware_upsampling_beats_bilinear_at_depth_edges():
     rest_bilinear, rest_refined = _abs_rel(bilinear, disparity, ~band), _abs_rel(refined, disparity, ~band)
     print(f"AbsRel band: bilinear {band_bilinear:.4f}, edge-aware {band_refined:.4f}; "
           f"elsewhere: bilinear {rest_bilinear:.5f}, edge-aware {rest_refined:.5f}")
-    assert band_refined < 0.85 * band_bilinear
-    assert rest_refined <= 1.01 * rest_bilinear
+    assert band_refined < 0.9 * band_bilinear
+    assert rest_refined <= rest_bilinear
     # exactly bilinear wherever the low-resolution depth is smooth
     smooth = postprocess.bilinear_upsample(postprocess.depth_edges(low, threshold=0.35), height, width) == 0
     np.testing.assert_array_equal(refined[smooth], bilinear[smooth])

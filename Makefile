@@ -1,10 +1,14 @@
 # Depth 360: `make demo` and `make test` are the two entry points (see README.md).
 # Both set everything up from scratch when needed and are safe to run again.
 
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 PYTHON ?= python3.11
 VENV   := .venv
 VENV42 := .venv-bpy42
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
+# pip's notes about local index folders that lack a package are noise; errors still fail.
+QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: setup demo test lint lock clean
@@ -15,19 +19,19 @@ setup: $(VENV)/.project $(VENV42)/.installed
 $(VENV)/.installed: requirements/main.lock
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/main.lock
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/main.lock $(QUIET_PIP)
 	touch $@
 
 # The project itself, editable: the `depth360` package and command.
 $(VENV)/.project: $(VENV)/.installed pyproject.toml
-	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e .
+	$(VENV)/bin/pip install $(PIP_FLAGS) --no-deps --no-build-isolation -e . $(QUIET_PIP)
 	touch $@
 
 # Second Blender: integration tests on bpy 4.2 LTS.
 $(VENV42)/.installed: requirements/bpy42.lock
 	rm -rf $(VENV42)
 	$(PYTHON) -m venv $(VENV42)
-	$(VENV42)/bin/pip install $(PIP_FLAGS) -r requirements/bpy42.lock
+	$(VENV42)/bin/pip install $(PIP_FLAGS) -r requirements/bpy42.lock $(QUIET_PIP)
 	touch $@
 
 demo: setup

@@ -18,15 +18,12 @@ VIEW_ITEMS = [
 ]
 
 
-# Blender keeps no reference to dynamic enum strings: the items must outlive the callback.
-_MODEL_ITEMS = [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
+# A static list: the registry is fixed, and a dynamic (callback) enum left registered
+# makes the bpy 4.2 module crash when Python exits.
+MODEL_ITEMS = [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
 
 # Blender 5.0 asks path properties to declare that they accept "//"; 4.2 has no such option.
 _BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (5, 0, 0) else set()
-
-
-def _model_items(_self, _context):
-    return _MODEL_ITEMS
 
 
 class Depth360SceneSettings(bpy.types.PropertyGroup):
@@ -36,7 +33,7 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
         subtype="FILE_PATH", options=_BLEND_RELATIVE,
     )
     layout: EnumProperty(name="Layout", items=LAYOUT_ITEMS, default="mono")
-    model: EnumProperty(name="Model", items=_model_items)
+    model: EnumProperty(name="Model", items=MODEL_ITEMS, default=registry.DEFAULT_MODEL)
     views: EnumProperty(name="Views", items=VIEW_ITEMS, default="cube")
     near: FloatProperty(
         name="Near", description="Distance of the nearest surface, in metres",

@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
         code = subprocess.call(
             [str(python), "-m", "pytest", *paths, f"--junitxml={report}", *argv], cwd=REPO
         )
-        print(f"=== {label}: exit {code} in {time.monotonic() - start:.0f} s ===", flush=True)
+        crashed = f" (the process died of signal {-code})" if code < 0 else ""
+        print(f"=== {label}: exit {code}{crashed} in {time.monotonic() - start:.0f} s ===", flush=True)
         p, f, s = _counts(report)
         passed, failed, skipped = passed + p, failed + f, skipped + s
         worst = worst or code

@@ -79,3 +79,20 @@ def test_disable_and_reenable_without_error(installed_extension):
     _assert_unregistered()
     _enable(installed_extension)
     _assert_registered()
+
+
+def test_blender_exits_cleanly_with_the_extension_enabled(extension_zip, tmp_path):
+    """A Blender process that enabled the extension ends with status 0 (no crash at exit)."""
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import bpy\n"
+        f"bpy.ops.extensions.package_install_files(filepath={str(extension_zip)!r}, "
+        "repo='user_default', enable_on_install=True)\n"
+        "assert hasattr(bpy.types.Scene, 'depth360')\n"
+    )
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"exit status {result.returncode}: {result.stderr[-2000:]}"

@@ -78,8 +78,8 @@ def synthetic_panorama(width: int, seed: int = 0) -> np.ndarray:
 def write_fixture_weights(models_dir: Path) -> None:
     """Depth Anything V2 Small weights by the fixtures' rule, under the official file name."""
     import torch
-    from depth360.estimators import registry
 
+    from depth360.estimators import registry
     from tests.reference_fixtures import fixture_state_dict
 
     torch.save(fixture_state_dict(FIXTURE), models_dir / registry.get(MODEL).checkpoint)
@@ -123,6 +123,7 @@ def _share(times: dict[str, float]) -> float:
 def section_network(width: int, repeats: int, work: Path) -> None:
     import cv2
     import torch
+
     from depth360.estimators.network_estimator import load_estimator
 
     models = work / "models"

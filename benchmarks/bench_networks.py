@@ -73,8 +73,8 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
 
     import numpy as np
     import torch
-    from depth360.estimators import networks, weights
 
+    from depth360.estimators import networks, weights
     from tests.reference_fixtures import fixture_state_dict
 
     spec = _representative_spec(architecture)

@@ -15,6 +15,7 @@ import statistics
 import time
 
 import numpy as np
+
 from depth360.estimators.stereo import estimate_stereo_equirect, split_stereo
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+
 from depth360.estimators import sequence_pipeline, video_io
 
 
@@ -53,6 +54,7 @@ def depth_anything_small():
     import sys
 
     import torch
+
     from depth360.estimators import networks, registry
     from depth360.estimators.network_estimator import NetworkEstimator
 

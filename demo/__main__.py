@@ -33,6 +33,7 @@ def _step(title: str) -> None:
 
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
     import cv2
+
     from depth360.estimators.image_io import write_bytes_atomic
 
     rgb8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from depth360.estimators.alignment import align_views
 from depth360.estimators.blending import blend_to_equirect
 from depth360.estimators.equirect import ray_directions

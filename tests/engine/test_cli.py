@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import cli, registry
 from depth360.estimators.image_io import read_exr
 from depth360.estimators.projection import View, look_at
@@ -241,6 +242,7 @@ def test_equirect_projection_runs_the_360_path(tmp_path, capsys):
 
 def test_device_and_precision_choice_is_explicit():
     import torch
+
     from depth360.estimators.devices import choose_device, choose_precision
     from depth360.estimators.errors import BadInputError
 

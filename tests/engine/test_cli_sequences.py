@@ -13,10 +13,10 @@ import av
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import cli, worker_protocol
 from depth360.estimators.equirect import ray_directions
 from depth360.estimators.image_io import read_exr
-
 from tests.groundtruth import render_stereo
 
 DEPTH360 = Path(sys.executable).with_name("depth360")

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import cli
 from depth360.estimators.image_io import read_exr
-
 from tests.groundtruth import render_stereo
 
 DEPTH360 = Path(sys.executable).with_name("depth360")

@@ -12,10 +12,10 @@ import gc
 import numpy as np
 import pytest
 import torch
+
 from depth360.estimators import networks, registry
 from depth360.estimators.networks import depth_anything_v2
 from depth360.estimators.preprocessing import prepare_input, resize_output
-
 from tests.reference_fixtures import (
     REFERENCE_DIR,
     assert_matches_reference,

@@ -20,11 +20,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import registry
 from depth360.estimators.fusion import estimate_equirect, native_view_size
 from depth360.estimators.image_io import read_exr
 from depth360.estimators.network_estimator import load_estimator
-
 from tests.engine.test_user_path import (
     vits_file,  # noqa: F401  (the fixture weights, a pytest fixture)
 )

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import OpenEXR
 import pytest
+
 from depth360.estimators import image_io
 from depth360.estimators.errors import BadInputError
 

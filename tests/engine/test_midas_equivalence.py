@@ -10,9 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from depth360.estimators import networks
 from depth360.estimators.networks import midas
-
 from tests import reference_fixtures
 
 # This file's variants; the Swin-V2 and LeViT ones are tested with their backbones.

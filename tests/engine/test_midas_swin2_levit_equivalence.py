@@ -19,8 +19,8 @@ import gc
 import numpy as np
 import pytest
 import torch
-from depth360.estimators import networks
 
+from depth360.estimators import networks
 from tests.reference_fixtures import (
     assert_matches_reference,
     cases,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from depth360.estimators import postprocess
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from depth360.estimators import postprocess
 from tests.groundtruth import render_mono
 
 SHAPES = st.tuples(st.integers(3, 12), st.integers(4, 16))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+
 from depth360.estimators import registry
 from depth360.estimators.preprocessing import (
     network_input_shape,
@@ -12,7 +13,6 @@ from depth360.estimators.preprocessing import (
     resize_output,
     resized_shape,
 )
-
 from tests.reference_fixtures import REFERENCE_DIR
 
 DA_SMALL = registry.get("depth-anything-v2-small")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+
 from depth360.estimators.blending import blend_to_equirect, border_weight
 from depth360.estimators.equirect import ray_directions
 from depth360.estimators.projection import (

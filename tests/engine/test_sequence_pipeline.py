@@ -16,6 +16,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import image_io, plugins, sequence_pipeline, video_io
 from depth360.estimators.errors import BadInputError, Depth360Error
 

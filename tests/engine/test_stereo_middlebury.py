@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from depth360.estimators.ods_geometry import perspective_depth_from_disparity
 from depth360.estimators.stereo import (
     check_stereo_pair,

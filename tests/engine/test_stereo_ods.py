@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from depth360.estimators.equirect import pixel_to_direction
 from depth360.estimators.ods_geometry import (
     ods_disparity_from_distance,
@@ -13,7 +14,6 @@ from depth360.estimators.ods_geometry import (
     pole_merge_fade,
 )
 from depth360.estimators.stereo import estimate_stereo_equirect, match_disparity
-
 from tests.groundtruth import render_stereo
 
 WIDTH = 2048

@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
-from depth360.estimators import image_io, sequence_pipeline, temporal
 
+from depth360.estimators import image_io, sequence_pipeline, temporal
 from tests.groundtruth import render_sequence
 
 FRAMES, WIDTH, SAMPLES = 16, 128, 4

@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 import torch
+
 from depth360.estimators import cli, registry
 from depth360.estimators.image_io import read_exr
-
 from tests.reference_fixtures import REFERENCE_DIR, assert_matches_reference, fixture_state_dict
 
 DEPTH360 = Path(sys.executable).with_name("depth360")

@@ -8,6 +8,7 @@ import av
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import video_io
 from depth360.estimators.errors import BadInputError
 

@@ -16,13 +16,13 @@ import threading
 
 import pytest
 import torch
+
 from depth360.estimators import registry, weights
 from depth360.estimators.errors import (
     DownloadError,
     WeightsInvalidError,
     WeightsMissingError,
 )
-
 from tests.reference_fixtures import fixture_state_dict
 
 SMALL = registry.get("depth-anything-v2-small")

@@ -19,6 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from depth360.estimators import cli
 from depth360.estimators.image_io import read_exr
 from depth360.estimators.progress import Progress

@@ -1,6 +1,6 @@
 """Blender operators of Depth 360 (thin: read properties, call the engine, report)."""
 
-from . import build_compositor, build_mesh, dependencies, estimate, paint_depth
+from . import build_compositor, build_mesh, dependencies, download_model, estimate, paint_depth
 
 CLASSES: list = [
     *build_mesh.CLASSES,
@@ -8,6 +8,7 @@ CLASSES: list = [
     *estimate.CLASSES,
     *dependencies.CLASSES,
     *paint_depth.CLASSES,
+    *download_model.CLASSES,
 ]
 
 __all__ = ["CLASSES"]

@@ -28,6 +28,20 @@ class VIEW3D_PT_depth360_source(_Depth360Tab, bpy.types.Panel):
         self.layout.prop(settings, "layout")
 
 
+def _draw_weights(layout, context, spec) -> None:
+    """Whether the model's weights are in the models folder; a download button when allowed."""
+    from ..estimators import weights
+    from ..operators.download_model import models_folder
+
+    if weights.weights_present(spec, models_folder(context)):
+        layout.label(text="Weights present", icon="CHECKMARK")
+    elif bpy.app.online_access:
+        layout.operator("depth360.download_model", icon="IMPORT").model = spec.name
+    else:
+        layout.label(text=f"Weights missing: {spec.checkpoint}", icon="ERROR")
+        layout.label(text="Allow online access to download them")
+
+
 class VIEW3D_PT_depth360_model(_Depth360Tab, bpy.types.Panel):
     bl_label = "Model"
     bl_parent_id = "VIEW3D_PT_depth360"
@@ -41,6 +55,8 @@ class VIEW3D_PT_depth360_model(_Depth360Tab, bpy.types.Panel):
             layout.label(text=f"Licence: {spec.license}", icon="INFO")
             if not spec.commercial_use:
                 layout.label(text="Non-commercial use only", icon="ERROR")
+            if spec.checkpoint:
+                _draw_weights(layout, context, spec)
         layout.prop(settings, "views")
         row = layout.row(align=True)
         row.prop(settings, "near")

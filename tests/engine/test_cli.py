@@ -266,7 +266,7 @@ def test_device_and_precision_choice_is_explicit():
 def test_download_command_fetches_verifies_and_lists(tmp_path):
     import torch
 
-    from tests.engine.test_weights import LoopbackFileServer
+    from tests.loopback_server import LoopbackFileServer
     from tests.reference_fixtures import fixture_state_dict
 
     # A model without a published checksum (the fixture weights would not match one).

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import http.server
 import os
 import pickle
 import socket
-import threading
 
 import pytest
 import torch
@@ -23,6 +21,7 @@ from depth360.estimators.errors import (
     WeightsInvalidError,
     WeightsMissingError,
 )
+from tests.loopback_server import LoopbackFileServer
 from tests.reference_fixtures import fixture_state_dict
 
 SMALL = registry.get("depth-anything-v2-small")
@@ -34,58 +33,6 @@ def vits_bytes(tmp_path_factory) -> bytes:
     path = tmp_path_factory.mktemp("vits") / SMALL.checkpoint
     torch.save(fixture_state_dict("depth_anything_v2_vits"), path)
     return path.read_bytes()
-
-
-class LoopbackFileServer:
-    """A loopback HTTP server of one file, with Range support and an optional cut-off."""
-
-    def __init__(self, payload: bytes, *, ranges: bool = True, cut_after: int | None = None, status: int = 200):
-        self.payload, self.ranges, self.cut_after, self.status = payload, ranges, cut_after, status
-        self.requests: list[dict] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):  # keep test output clean
-                pass
-
-            def do_GET(self):
-                server.requests.append(dict(self.headers))
-                if server.status != 200:
-                    self.send_error(server.status)
-                    return
-                start = 0
-                range_header = self.headers.get("Range")
-                if server.ranges and range_header:
-                    start = int(range_header.removeprefix("bytes=").split("-")[0])
-                    if start >= len(server.payload):
-                        self.send_error(416)
-                        return
-                    self.send_response(206)
-                    self.send_header("Content-Range", f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
-                else:
-                    self.send_response(200)
-                body = server.payload[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    self.wfile.write(body[: server.cut_after])
-                    server.cut_after = None  # the next request gets everything
-                    self.wfile.flush()
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                self.wfile.write(body)
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/{SMALL.checkpoint}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def _unused_port() -> int:

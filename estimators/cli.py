@@ -436,7 +436,7 @@ def _stereo_still(image, path: Path, args: argparse.Namespace) -> tuple[dict, di
             distance, mask = relative_to_distance(disparity, args.near, args.far, valid=mask)
         entry["disparity"] = ("pixels of the left eye (column left - column right); off the mask, the "
                               "disparity of the background neighbours")
-        return {"distance": distance, "disparity": disparity, "mask": mask}, entry
+        return {"distance": distance, "disparity": disparity, "mask": mask, "plate": left}, entry
     mask = ods.mask
     inverse = np.where(mask, 1.0 / np.where(mask, ods.distance, 1.0), 0.0).astype(np.float32)
     entry.update(
@@ -445,7 +445,7 @@ def _stereo_still(image, path: Path, args: argparse.Namespace) -> tuple[dict, di
         distance="metres from the camera centre along each ray; off the mask, max_distance",
         disparity="1 / distance (1/m); 0 off the mask",
     )
-    return {"distance": ods.distance, "disparity": inverse, "mask": mask}, entry
+    return {"distance": ods.distance, "disparity": inverse, "mask": mask, "plate": left}, entry
 
 
 def _describe(estimator, args: argparse.Namespace) -> dict:
@@ -483,6 +483,10 @@ def _write_outputs(out_dir: Path, stem: str, plan: _Plan, depth: dict) -> dict:
         name = f"{stem}.mask.exr"
         image_io.write_exr(out_dir / name, depth["mask"].astype(np.float32))
         outputs["mask"] = {"file": name, "meaning": "1 valid, 0 invalid (holds the far value)"}
+    if depth.get("plate") is not None:  # stereo: the left eye, the plate this depth belongs to
+        name = f"{stem}.left.png"
+        image_io.write_rgb_png16(out_dir / name, depth["plate"])
+        outputs["plate"] = {"file": name, "meaning": "the left eye (16-bit RGB), the plate of this depth"}
     if "preview" in plan.save:
         name = f"{stem}.preview.png"
         image_io.write_preview(out_dir / name, depth["disparity"], depth["mask"])

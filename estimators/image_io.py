@@ -204,6 +204,20 @@ def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return bgr
 
 
+def write_rgb_png16(path: str | os.PathLike, rgb: np.ndarray) -> None:
+    """Write an RGB image [H, W, 3] (float 0..1) as a 16-bit PNG, atomically."""
+    import cv2
+
+    rgb = np.asarray(rgb, dtype=np.float32)
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"{path}: an RGB image must be [H, W, 3], got {rgb.shape}")
+    levels = np.round(np.clip(rgb, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(levels, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError(f"{path}: could not encode a PNG")
+    write_bytes_atomic(path, encoded.tobytes())
+
+
 def colorize(nearness: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """uint8 [H, W, 3] RGB inferno rendering of `nearness` (larger = nearer = brighter).
 

@@ -72,7 +72,7 @@ class EstimateRequest:
             args += ["--projection", self.projection]
         if self.layout != "mono":
             args += ["--layout", self.layout]
-        if self.views is not None:
+        if self.views is not None and self.model != "stereo":  # stereo has no views
             args += ["--views", self.views]
         if self.near is not None:
             args += ["--near", repr(float(self.near)), "--far", repr(float(self.far))]

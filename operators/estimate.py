@@ -182,6 +182,14 @@ def run_in_process(request: EstimateRequest) -> str | None:
     return None
 
 
+def plate_path(request: EstimateRequest, depth: Path) -> str:
+    """The colour image the depth belongs to: the source, or for a stereo still its left eye."""
+    left_eye = depth.with_name(depth.name.replace(".distance.exr", ".left.png"))
+    if request.layout != "mono" and left_eye != depth and left_eye.is_file():
+        return str(left_eye)
+    return request.inputs[0]
+
+
 def finish_estimate(scene: bpy.types.Scene, request: EstimateRequest) -> tuple[str, str]:
     """After a successful run: remember the depth, build what the settings ask for; (level, message)."""
     settings = scene.depth360
@@ -190,15 +198,16 @@ def finish_estimate(scene: bpy.types.Scene, request: EstimateRequest) -> tuple[s
         return "ERROR", f"The engine finished but {depth} is missing"
     settings.depth_path = str(depth)
     show_progress(scene, 1.0, f"Done: {depth.name}")
+    plate = plate_path(request, depth)
     built = []
     try:
         if settings.build_mesh_after:
-            obj = depth_mesh.build_mesh(request.inputs[0], str(depth), scene=scene)
-            obj["depth360_plate_path"] = request.inputs[0]
+            obj = depth_mesh.build_mesh(plate, str(depth), scene=scene)
+            obj["depth360_plate_path"] = plate
             obj["depth360_depth_path"] = str(depth)
             built.append(obj.name)
         if settings.build_compositor_after:
-            compositor_tree.build_compositor(request.inputs[0], str(depth), scene=scene)
+            compositor_tree.build_compositor(plate, str(depth), scene=scene)
             built.append("the compositor")
     except CompositingInputError as error:
         return "ERROR", f"Depth written to {depth}, but building failed: {error}"

@@ -364,3 +364,21 @@ def test_the_modal_operator_shows_progress_finishes_and_esc_cancels(scene, tmp_p
     result, _ = _play(operator, ended)
     assert result == {"CANCELLED"}
     assert operator.reports[-1] == ("ERROR", "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB")
+
+
+def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):
+    """Top-bottom stereo: the depth is the left eye's, so the mesh and compositor use that eye."""
+    from tests import groundtruth
+
+    pair = groundtruth.render_stereo("room", width=256, samples=4)
+    top_bottom = np.concatenate([pair.left_rgb, pair.right_rgb], axis=0)
+    scene.depth360.source_path = str(write_plate(tmp_path / "room_tb.png", top_bottom))
+    scene.depth360.layout = "top-bottom"
+    result = bpy.ops.depth360.estimate(engine="WORKER", model="stereo")
+    assert result == {"FINISHED"}
+    left = tmp_path / "out" / "room_tb.left.png"
+    mesh = bpy.data.objects["Depth360 Mesh"]
+    assert mesh["depth360_plate_path"] == str(left)
+    tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
+    images = {node.image.filepath for node in tree.nodes if node.bl_idname == "CompositorNodeImage"}
+    assert images == {str(left), str(tmp_path / "out" / "room_tb.distance.exr")}

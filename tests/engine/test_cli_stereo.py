@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from depth360.estimators import cli
-from depth360.estimators.image_io import read_exr
+from depth360.estimators.image_io import read_exr, read_image
 from tests.groundtruth import render_stereo
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
@@ -57,6 +57,8 @@ def test_stereo_360_stills_give_metric_distance_in_both_layouts(tmp_path, room):
         stem = path.stem
         assert {f"{stem}.{k}" for k in ("distance.exr", "disparity.exr", "mask.exr", "preview.png", "json")} <= set(
             os.listdir(out))
+        plate = read_image(out / f"{stem}.left.png")  # the left eye, for compositing
+        np.testing.assert_allclose(plate, left, atol=1 / 255)
         distance = read_exr(out / f"{stem}.distance.exr")
         disparity = read_exr(out / f"{stem}.disparity.exr")
         mask = read_exr(out / f"{stem}.mask.exr")
@@ -106,7 +108,7 @@ def test_rectified_pair_gives_disparity_in_pixels(tmp_path):
     result = _depth360(str(pair), "-o", str(out), "--projection", "perspective", "--layout", "side-by-side",
                        "--model", "stereo", "--save", "disparity")
     assert result.returncode == 0, result.stderr
-    assert sorted(os.listdir(out)) == ["motorcycle.disparity.exr", "motorcycle.json"]
+    assert sorted(os.listdir(out)) == ["motorcycle.disparity.exr", "motorcycle.json", "motorcycle.left.png"]
     disparity = read_exr(out / "motorcycle.disparity.exr")
     assert disparity.shape == ground_truth.shape and np.isfinite(disparity).all()
     known = np.isfinite(ground_truth)

@@ -374,7 +374,10 @@ def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):
     top_bottom = np.concatenate([pair.left_rgb, pair.right_rgb], axis=0)
     scene.depth360.source_path = str(write_plate(tmp_path / "room_tb.png", top_bottom))
     scene.depth360.layout = "top-bottom"
-    result = bpy.ops.depth360.estimate(engine="WORKER", model="stereo")
+    try:
+        result = bpy.ops.depth360.estimate(engine="WORKER", model="stereo")
+    finally:
+        scene.depth360.layout = "mono"  # the scene outlives this test
     assert result == {"FINISHED"}
     left = tmp_path / "out" / "room_tb.left.png"
     mesh = bpy.data.objects["Depth360 Mesh"]

@@ -55,16 +55,14 @@ def depth_anything_small():
 
     import torch
 
-    from depth360.estimators import networks, registry
+    from depth360.estimators import registry
     from depth360.estimators.network_estimator import NetworkEstimator
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_fixtures
-    from tests.reference_fixtures import fixture_state_dict
+    from tests.reference_fixtures import fixture_network
 
     spec = registry.get("depth-anything-v2-small")
-    network = networks.build(spec.architecture)
-    state = networks.convert_official_state_dict(spec.architecture, fixture_state_dict("depth_anything_v2_vits"))
-    network.load_state_dict(state, strict=True)
+    network = fixture_network("depth_anything_v2_vits", spec.architecture)
     return NetworkEstimator(spec, network, torch.device("cpu"))
 
 

@@ -80,3 +80,14 @@ def assert_matches_reference(out: np.ndarray, expected: np.ndarray) -> float:
     error = float(np.max(np.abs(out - expected))) / scale
     assert error <= RELATIVE_TOLERANCE, f"max relative error {error:.3g} > {RELATIVE_TOLERANCE}"
     return error
+
+
+def fixture_network(name: str, architecture: str, **options):
+    """The project's network of `architecture` with fixture `name`'s weights, through the real
+    conversion and a strict load (eval mode)."""
+    from depth360.estimators import networks
+
+    network = networks.build(architecture, **options)
+    state_dict = networks.convert_official_state_dict(architecture, fixture_state_dict(name))
+    network.load_state_dict(state_dict, strict=True)
+    return network

@@ -159,3 +159,9 @@ def segment_hits_sphere(points: np.ndarray, target, centre, radius: float) -> np
     along = np.clip(np.sum(to_centre * direction, -1), 0.0, length[..., 0])
     closest = points + direction * along[..., None]
     return np.linalg.norm(closest - centre, axis=-1) < radius
+
+
+def write_footage(folder, truth):
+    """A ground-truth render as a plate PNG and a distance EXR in `folder`; their paths."""
+    return (write_plate(folder / "plate.png", truth.rgb),
+            write_depth(folder / "depth.exr", truth.distance))

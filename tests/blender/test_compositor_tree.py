@@ -27,6 +27,7 @@ from tests.blender.compositing_helpers import (
     segment_hits_sphere,
     write_8bit_depth,
     write_depth,
+    write_footage,
     write_plate,
 )
 
@@ -45,9 +46,6 @@ def room():
     return groundtruth.render_mono("room", width=256, samples=16)
 
 
-def _footage(tmp_path, truth):
-    return (write_plate(tmp_path / "plate.png", truth.rgb),
-            write_depth(tmp_path / "depth.exr", truth.distance))
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -86,7 +84,7 @@ def test_tree_uses_the_running_versions_api(clean_scene, tmp_path):
 @pytest.mark.slow
 def test_virtual_object_goes_behind_the_real_one(clean_scene, tmp_path, room):
     compositor_tree = builders("compositor_tree")
-    plate, depth = _footage(tmp_path, room)
+    plate, depth = write_footage(tmp_path, room)
     # A sphere 3 m out along +X, partly behind the real box_x (x 1.8..2.6, y 0..0.8).
     centre, radius = (3.0, 0.1, -0.45), 0.55
     scene = bpy.context.scene
@@ -119,7 +117,7 @@ def test_virtual_object_goes_behind_the_real_one(clean_scene, tmp_path, room):
 def test_shadow_catcher_darkens_the_plate_where_the_shadow_falls(clean_scene, tmp_path, room):
     depth_mesh = builders("depth_mesh")
     compositor_tree = builders("compositor_tree")
-    plate, depth = _footage(tmp_path, room)
+    plate, depth = write_footage(tmp_path, room)
     scene = bpy.context.scene
     mesh = depth_mesh.build_mesh(plate, depth, resolution=(64, 128))
     depth_mesh.shadow_catcher(mesh)
@@ -163,7 +161,7 @@ def _local_contrast(gray: np.ndarray) -> np.ndarray:
 @pytest.mark.slow
 def test_defocus_blur_grows_away_from_the_focus_distance(clean_scene, tmp_path, room):
     compositor_tree = builders("compositor_tree")
-    plate, depth = _footage(tmp_path, room)
+    plate, depth = write_footage(tmp_path, room)
     scene = bpy.context.scene
     focus = 2.0
     compositor_tree.build_compositor(plate, depth, defocus=True, focus_distance=focus, fstop=0.5)

@@ -16,6 +16,7 @@ from tests.blender.compositing_helpers import (
     reset_scene,
     write_8bit_depth,
     write_depth,
+    write_footage,
     write_plate,
 )
 from tests.groundtruth.scenes import MARKER_RADIUS
@@ -45,15 +46,12 @@ def markers():
     return groundtruth.render_mono("markers", width=256, samples=16)
 
 
-def _footage(tmp_path, truth):
-    return (write_plate(tmp_path / "plate.png", truth.rgb),
-            write_depth(tmp_path / "depth.exr", truth.distance))
 
 
 @pytest.mark.slow
 def test_vertices_lie_on_the_true_surface_and_markers_line_up(clean_scene, tmp_path, markers):
     depth_mesh = builders("depth_mesh")
-    plate, depth = _footage(tmp_path, markers)
+    plate, depth = write_footage(tmp_path, markers)
     obj = depth_mesh.build_mesh(plate, depth, resolution=(64, 128))
     co = _vertices(obj) - np.asarray(obj.location)
     distance = np.linalg.norm(co, axis=1)
@@ -97,7 +95,7 @@ def test_vertices_lie_on_the_true_surface_and_markers_line_up(clean_scene, tmp_p
 def test_smooth_scene_gives_a_closed_sphere_with_wrap_and_poles(clean_scene, tmp_path):
     depth_mesh = builders("depth_mesh")
     truth = groundtruth.render_mono("sphere", width=128, samples=4, radius=3.0)
-    plate, depth = _footage(tmp_path, truth)
+    plate, depth = write_footage(tmp_path, truth)
     rows, cols = 16, 32
     obj = depth_mesh.build_mesh(plate, depth, resolution=(rows, cols))
     mesh = obj.data

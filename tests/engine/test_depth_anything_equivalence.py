@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import networks, registry
+from depth360.estimators import registry
 from depth360.estimators.networks import depth_anything_v2
 from depth360.estimators.preprocessing import prepare_input, resize_output
 from tests.reference_fixtures import (
     REFERENCE_DIR,
     assert_matches_reference,
     cases,
-    fixture_state_dict,
+    fixture_network,
     manifest,
 )
 
@@ -31,10 +31,7 @@ POSITION_EMBEDDING_TOLERANCE = 3e-5
 
 
 def _load(fixture: str, architecture: str, max_depth: float | None = None) -> torch.nn.Module:
-    model = networks.build(architecture, max_depth=max_depth)
-    state_dict = networks.convert_official_state_dict(architecture, fixture_state_dict(fixture))
-    model.load_state_dict(state_dict, strict=True)
-    return model
+    return fixture_network(fixture, architecture, max_depth=max_depth)
 
 
 def _run(model: torch.nn.Module, network_input: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from tests.reference_fixtures import (
     assert_matches_reference,
     cases,
     computed_buffer_keys,
-    fixture_state_dict,
+    fixture_network,
     manifest,
 )
 
@@ -41,10 +41,7 @@ ATTENTION_BIAS_SHARPENING = 30.0
 
 
 def _load(fixture: str, architecture: str) -> torch.nn.Module:
-    model = networks.build(architecture)
-    state_dict = networks.convert_official_state_dict(architecture, fixture_state_dict(fixture))
-    model.load_state_dict(state_dict, strict=True)
-    return model
+    return fixture_network(fixture, architecture)
 
 
 def _run(model: torch.nn.Module, network_input: np.ndarray) -> np.ndarray:

@@ -18,12 +18,13 @@ import argparse
 import importlib.util
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from peak_memory import peak_rss_mib, reset_peak_rss
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,21 +33,6 @@ def _rss_mb() -> float:
     with open("/proc/self/statm") as file:
         pages = int(file.read().split()[1])
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _maxrss_mb() -> float:
-    kilobytes = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kilobytes / 1024 if sys.platform != "darwin" else kilobytes / 2**20
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the resident high-water mark (Linux); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as file:
-            file.write("5")
-        return True
-    except OSError:
-        return False
 
 
 def _representative_spec(architecture: str):
@@ -87,7 +73,7 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
     loaded = _rss_mb()
     size = spec.input_size
     image = torch.from_numpy(np.random.default_rng(0).standard_normal((1, 3, size, size), dtype=np.float32))
-    reset = _reset_peak_rss()
+    reset = reset_peak_rss()
     with torch.inference_mode():
         times = _timed(lambda: network(image), repeats)
     result = {
@@ -98,7 +84,7 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
         "cpu_median_s": statistics.median(times),
         "cpu_min_s": min(times),
         "rss_weights_mb": loaded - baseline,
-        "peak_rss_mb": _maxrss_mb(),
+        "peak_rss_mb": peak_rss_mib(),
         "peak_is_forward_only": reset,
         "load_average": os.getloadavg()[0],  # other processes on this machine slow the CPU figures
     }

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import statistics
 import time
 
 import numpy as np
+from peak_memory import peak_rss_mib, reset_peak_rss
 
 from depth360.estimators.stereo import estimate_stereo_equirect, split_stereo
 
@@ -43,27 +43,6 @@ def synthetic_top_bottom_frame(eye_width: int = 3840, seed: int = 0) -> np.ndarr
     return np.clip(frame * 255, 0, 255).astype(np.uint8)
 
 
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak-RSS mark (Linux), so the peak covers the estimates only."""
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_mib() -> float:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _rss_mib() -> float:
     with open("/proc/self/status") as handle:
         for line in handle:
@@ -84,7 +63,7 @@ def main() -> None:
     options = {} if args.max_match_width is None else {"max_match_width": args.max_match_width}
     estimate_stereo_equirect(*split_stereo(frame[:, ::8][::8], "top-bottom"))  # imports, warm-up
     rss_before = _rss_mib()
-    peak_is_reset = _reset_peak_rss()
+    peak_is_reset = reset_peak_rss()
     seconds, cpu_seconds = [], []
     for _ in range(args.repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -92,7 +71,7 @@ def main() -> None:
         result = estimate_stereo_equirect(left, right, **options)
         seconds.append(time.perf_counter() - start)
         cpu_seconds.append(time.process_time() - start_cpu)
-    peak = _peak_rss_mib()
+    peak = peak_rss_mib()
     eye_height = frame.shape[0] // 2
     print(f"stereo ODS, top-bottom frame {args.eye_width}x{eye_height} per eye, "
           f"{os.cpu_count()} CPU cores, options {options or 'default'}")

@@ -4,8 +4,9 @@ of an 8K frame through the CLI, and the engine's own overhead and accuracy per v
 Not a test: prints figures. Three sections (`--sections`, default all):
 
 `network`: a 3840x1920 frame through the whole still path, in this process, exactly as
-`depth360 estimate` runs it (read the PNG, views, Depth Anything V2 Small, alignment,
-blending, calibration, write distance/mask EXRs, the preview and the sidecar). The
+`depth360 estimate` runs it: `pipeline.run` (read the PNG, views, Depth Anything V2
+Small, alignment, blending, post-processing with calibration, write distance/mask EXRs,
+the preview and the sidecar). The
 weights follow the reference fixtures' rule (the network's speed does not depend on
 their values). Frames alternate between warm caches (as in a video, where sampling
 grids and footprints are built once per clip) and cleared caches (as a still in a fresh
@@ -45,14 +46,16 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.reference_fixtures
 
-from depth360.estimators.equirect import ray_directions  # noqa: E402
-from depth360.estimators.fusion import estimate_equirect  # noqa: E402
+from depth360.estimators.panorama.equirect import ray_directions  # noqa: E402
+from depth360.estimators.panorama.fusion import estimate_equirect  # noqa: E402
 
 MODEL = "depth-anything-v2-small"
 FIXTURE = "depth_anything_v2_vits"
-STAGES = ("read", "projection", "network", "alignment", "blending", "calibration", "writing")
-ENGINE_TIMING_STAGES = {"project": "projection", "predict": "network", "align": "alignment",
-                        "merge": "blending", "calibrate": "calibration"}
+STAGES = ("read", "projection", "network", "alignment", "blending", "post", "writing")
+# The pipeline's busy seconds per stage (the 360 fusion's own stages inside "estimate").
+PIPELINE_STAGES = {"read": "read", "estimate_project": "projection", "estimate_predict": "network",
+                   "estimate_align": "alignment", "estimate_merge": "blending", "post": "post",
+                   "write": "writing"}
 ROOM_CENTRE = np.array([0.3, -0.2, 0.1])  # camera position inside the room, metres
 ROOM_HALF_SIZE = np.array([3.0, 2.0, 1.4])
 
@@ -79,7 +82,7 @@ def write_fixture_weights(models_dir: Path) -> None:
     """Depth Anything V2 Small weights by the fixtures' rule, under the official file name."""
     import torch
 
-    from depth360.estimators import registry
+    from depth360.estimators.models import registry
     from tests.reference_fixtures import fixture_state_dict
 
     torch.save(fixture_state_dict(FIXTURE), models_dir / registry.get(MODEL).checkpoint)
@@ -87,7 +90,7 @@ def write_fixture_weights(models_dir: Path) -> None:
 
 def _clear_engine_caches() -> None:
     """Forget sampling grids, footprints and weights, as a fresh process has none."""
-    from depth360.estimators import blending, equirect, projection
+    from depth360.estimators.panorama import blending, equirect, projection
 
     for cached in (projection.footprint, projection._view_source_maps, projection._view_rays,
                    projection._view_cos, blending._footprint_weights, blending._weight_sum,
@@ -96,22 +99,17 @@ def _clear_engine_caches() -> None:
 
 
 def still_frame(path: Path, estimator, out_dir: Path) -> dict[str, float]:
-    """One still through the CLI's steps; seconds per stage."""
-    from depth360.estimators import image_io
+    """One still through the pipeline, as `depth360 estimate` runs it; seconds per stage."""
+    from depth360.estimators.pipeline import EstimateRequest, run
 
-    times: dict[str, float] = {}
-    start = time.perf_counter()
-    image = image_io.read_image(path)
-    times["read"] = time.perf_counter() - start
-    fused = estimate_equirect(image, estimator, "cube")
-    times.update({ENGINE_TIMING_STAGES[k]: v for k, v in fused.timings.items()})
-    start = time.perf_counter()
-    image_io.write_exr(out_dir / "frame.distance.exr", fused.distance)
-    image_io.write_exr(out_dir / "frame.mask.exr", fused.mask.astype(np.float32))
-    image_io.write_preview(out_dir / "frame.preview.png", fused.disparity, fused.mask)
-    image_io.write_json(out_dir / "frame.json", {"timings_s": times, "views": len(fused.views)})
-    times["writing"] = time.perf_counter() - start
-    times["_view_size"] = fused.views[0].width
+    with tempfile.TemporaryDirectory(dir=out_dir) as fresh:  # a new folder: nothing to resume
+        request = EstimateRequest(inputs=(str(path),), output_dir=fresh, model=MODEL, views="cube")
+        result = run(request, estimator=estimator).sources[0]
+        sidecar = json.loads(result.sidecar.read_text())
+    times = {name: result.timings.get(key, 0.0) for key, name in PIPELINE_STAGES.items()}
+    times["_view_size"] = estimator.native_size
+    times["_wall"] = result.timings["wall"]
+    times["_views"] = sidecar["model"]["views"]
     return times
 
 
@@ -124,7 +122,7 @@ def section_network(width: int, repeats: int, work: Path) -> None:
     import cv2
     import torch
 
-    from depth360.estimators.network_estimator import load_estimator
+    from depth360.estimators.models.network_estimator import load_estimator
 
     models = work / "models"
     models.mkdir()
@@ -186,7 +184,7 @@ def section_memory(width: int, work: Path) -> None:
     peak_gb = result["peak_kib"] * 1024 / 1e9
     print(f"  peak resident memory {peak_gb:.2f} GB ({result['peak_kib'] / 2**20:.2f} GiB): "
           f"{'ok' if peak_gb <= 6.0 else 'MISSES'} the 6 GB target; wall {seconds:.1f} s")
-    print(f"  sidecar timings (s): {sidecar['timings_s']}; stages {sidecar['equirect']['stages_s']}")
+    print(f"  sidecar timings (s): {sidecar['timings_s']}")
 
 
 # --- oracle section -------------------------------------------------------------------

@@ -36,7 +36,7 @@ def _rss_mb() -> float:
 
 
 def _representative_spec(architecture: str):
-    from depth360.estimators import registry
+    from depth360.estimators.models import registry
 
     return next(s for s in registry.all_specs() if s.architecture == architecture and s.max_depth is None)
 
@@ -60,7 +60,7 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
     import numpy as np
     import torch
 
-    from depth360.estimators import networks, weights
+    from depth360.estimators.models import networks, weights
     from tests.reference_fixtures import fixture_state_dict
 
     spec = _representative_spec(architecture)
@@ -103,17 +103,17 @@ def measure(architecture: str, repeats: int, gpu: bool) -> dict:
 
 def available_architectures() -> list[str]:
     """Registry network architectures whose network module exists in this checkout."""
-    from depth360.estimators import networks, registry
+    from depth360.estimators.models import networks, registry
 
     used = {spec.architecture for spec in registry.all_specs() if spec.architecture}
     return [
         arch for arch, (module, _variant) in networks.ARCHITECTURES.items()
-        if arch in used and importlib.util.find_spec(f"depth360.estimators.networks.{module}") is not None
+        if arch in used and importlib.util.find_spec(f"depth360.estimators.models.networks.{module}") is not None
     ]
 
 
 def _models_of(architecture: str) -> str:
-    from depth360.estimators import registry
+    from depth360.estimators.models import registry
 
     return ", ".join(s.name for s in registry.all_specs() if s.architecture == architecture)
 

@@ -16,7 +16,7 @@ import time
 import numpy as np
 from peak_memory import peak_rss_mib, reset_peak_rss
 
-from depth360.estimators.stereo import estimate_stereo_equirect, split_stereo
+from depth360.estimators.stereo.matching import estimate_stereo_equirect, split_stereo
 
 
 def synthetic_top_bottom_frame(eye_width: int = 3840, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_video.py [--frames 60] [--width 512] [--long 1000]
 
-1. Throughput: a synthetic 360 video (H.264) through `run_sequence` (decode, estimate,
+1. Throughput: a synthetic 360 video (H.264) through `pipeline.run` (decode, estimate,
    post-process, stabilise, write distance+mask EXRs and previews) against the same
    estimator's `predict` on the same frames already in memory (no I/O, no post). The
    estimator is Depth Anything V2 Small, the real network on the CPU, with weights made
@@ -23,7 +23,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from depth360.estimators import sequence_pipeline, video_io
+from depth360.estimators.media import video_io
+from depth360.estimators.pipeline import EstimateRequest, run
+from depth360.estimators.pipeline.frame_estimators import PlainFrameEstimator
 
 
 class ConvEstimator:
@@ -55,8 +57,8 @@ def depth_anything_small():
 
     import torch
 
-    from depth360.estimators import registry
-    from depth360.estimators.network_estimator import NetworkEstimator
+    from depth360.estimators.models import registry
+    from depth360.estimators.models.network_estimator import NetworkEstimator
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.reference_fixtures
     from tests.reference_fixtures import fixture_network
@@ -124,9 +126,8 @@ def throughput(folder: Path, frames: int, width: int, batch: int, which: str) ->
         estimator.predict(chunk, rays[: len(chunk)])
     bare = frames / (time.perf_counter() - start)
     del decoded
-    result = sequence_pipeline.run_sequence(
-        video, folder / "out", sequence_pipeline.PlainFrameEstimator(estimator, batch_size=batch), progress="none"
-    )
+    request = EstimateRequest(inputs=(str(video),), output_dir=str(folder / "out"))
+    result = run(request, frame_estimator=PlainFrameEstimator(estimator, batch_size=batch)).sources[0]
     pipeline = len(result.written) / result.timings["wall"]
     return {"estimator": which, "frames": frames, "size": f"{width}x{width // 2}", "bare_fps": round(bare, 3),
             "pipeline_fps": round(pipeline, 3), "ratio": round(pipeline / bare, 3),
@@ -137,8 +138,9 @@ def throughput(folder: Path, frames: int, width: int, batch: int, which: str) ->
 def memory(folder: Path, frames: int, width: int) -> dict:
     video = make_video(folder / "long.mp4", frames, width)
     probe = RssProbe((100, frames))
-    sequence_pipeline.run_sequence(video, folder / "long_out", sequence_pipeline.PlainFrameEstimator(CheapEstimator()),
-                                   save=("distance", "mask"), progress="json", stdout=probe)
+    request = EstimateRequest(inputs=(str(video),), output_dir=str(folder / "long_out"), save=("distance", "mask"),
+                              progress="json")
+    run(request, frame_estimator=PlainFrameEstimator(CheapEstimator()), stdout=probe)
     early, late = probe.samples[100], probe.samples[frames]
     return {"frames": frames, "size": f"{width}x{width // 2}", "rss_mb_after_100": round(early / 2**20, 1),
             f"rss_mb_after_{frames}": round(late / 2**20, 1), "growth": round(late / early - 1, 4)}

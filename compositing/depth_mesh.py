@@ -25,7 +25,7 @@ from typing import Literal
 import bpy
 import numpy as np
 
-from ..estimators import equirect
+from ..estimators.panorama import equirect
 from .image_data import (
     CompositingInputError,
     load_plate_and_depth,

@@ -34,7 +34,7 @@ def _step(title: str) -> None:
 def _write_png(path: Path, rgb: np.ndarray) -> Path:
     import cv2
 
-    from depth360.estimators.image_io import write_bytes_atomic
+    from depth360.estimators.media.image_io import write_bytes_atomic
 
     rgb8 = np.clip(np.round(rgb * 255.0), 0, 255).astype(np.uint8)
     ok, png = cv2.imencode(".png", cv2.cvtColor(rgb8, cv2.COLOR_RGB2BGR))
@@ -80,7 +80,7 @@ def render_clip(example: Path, width: int) -> Path:
 
 def compare_with_truth(distance_exr: Path, truth: np.ndarray) -> None:
     """Print AbsRel and delta1 of the estimate within +-60 degrees latitude."""
-    from depth360.estimators.image_io import read_exr
+    from depth360.estimators.media.image_io import read_exr
 
     estimate = read_exr(distance_exr)
     height = truth.shape[0]
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> int:
 
     _step("5. Models (depth360 models)")
     _run(DEPTH360, "models")
-    from depth360.estimators import weights
-    from depth360.estimators.registry import get
+    from depth360.estimators.models import weights
+    from depth360.estimators.models.registry import get
 
     if weights.weights_present(get("depth-anything-v2-small")):
         _run(DEPTH360, "estimate", example / "room_left.png", "-o", depth / "mono",

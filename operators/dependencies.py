@@ -18,8 +18,10 @@ from pathlib import Path
 
 import bpy
 
-from ..estimators.worker_protocol import WorkerProcess, worker_environment
-from ..panels.preferences import ADDON_PACKAGE
+from ..estimators.cli.worker_protocol import WorkerProcess, worker_environment
+
+# The extension's root package, e.g. "bl_ext.user_default.depth360" (the preferences' bl_idname).
+ADDON_PACKAGE = __package__.rpartition(".")[0]
 
 # Import name -> the pip requirement that provides it.
 ENGINE_PACKAGES = {

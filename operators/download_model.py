@@ -10,8 +10,8 @@ from __future__ import annotations
 import bpy
 from bpy.props import StringProperty
 
-from ..estimators import registry
-from ..estimators.worker_protocol import WorkerProcess
+from ..estimators.cli.worker_protocol import WorkerProcess
+from ..estimators.models import registry
 from . import dependencies
 
 POLL_INTERVAL_S = 0.2

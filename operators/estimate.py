@@ -1,7 +1,7 @@
 """Operator "Estimate Depth": run the engine on the scene's source, then build mesh and compositor.
 
 Interactive (invoked from the panel): the engine runs in a worker subprocess
-(`estimators.worker_protocol`); a timer polls its output, the progress shows in the
+(`estimators.cli.worker_protocol`); a timer polls its output, the progress shows in the
 panel, the status bar and the window manager's progress; ESC or the panel's Cancel stops
 the worker; a crash becomes an error report naming the problem. Executed from a script
 or headless (`bpy.app.background`, the `bpy` module) it blocks: in-process when the
@@ -23,12 +23,12 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..compositing import compositor_tree, depth_mesh
 from ..compositing.image_data import CompositingInputError
-from ..estimators import worker_protocol
+from ..estimators.cli import worker_protocol
+from ..estimators.cli.worker_protocol import WorkerProcess, WorkerResult
 from ..estimators.errors import Depth360Error
-from ..estimators.worker_protocol import EstimateRequest, WorkerProcess, WorkerResult
+from ..estimators.pipeline.request import EstimateRequest
 from . import dependencies
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 TIMER_INTERVAL_S = 0.1
 ENGINE_ITEMS = [
     ("AUTO", "Automatic", "A worker process in the interactive UI; in-process when headless "
@@ -64,11 +64,13 @@ def _check_source(source: Path) -> None:
         raise EstimateSetupError(f"Source file {source} not found")
 
 
-def request_from_scene(scene: bpy.types.Scene, prefs=None) -> EstimateRequest:
+def request_from_scene(scene: bpy.types.Scene, prefs=None, **overrides) -> EstimateRequest:
     """The estimate request of `scene.depth360` (and the add-on preferences); checks the files.
 
     Raises EstimateSetupError naming the problem: no source, a missing source, an output
-    folder relative to an unsaved .blend, an unwritable output folder.
+    folder relative to an unsaved .blend, an unwritable output folder; `overrides` replace
+    request fields (the operator's own model or device). BadInputError (a ValueError)
+    for settings the engine refuses.
     """
     settings = scene.depth360
     if not settings.source_path:
@@ -86,27 +88,29 @@ def request_from_scene(scene: bpy.types.Scene, prefs=None) -> EstimateRequest:
     models_dir = getattr(prefs, "models_dir", "") if prefs is not None else ""
     if prefs is not None and not models_dir:
         models_dir = dependencies.extension_user_path("models")
-    return EstimateRequest(
+    fields = dict(
         inputs=(str(source),), output_dir=str(output), model=settings.model, layout=settings.layout,
         views=settings.views, near=settings.near, far=settings.far,
         device=getattr(prefs, "device", "auto") if prefs is not None else "auto",
         models_dir=bpy.path.abspath(models_dir) if models_dir else None,
-        progress="json" if worker_protocol.cli_accepts_progress() else None,
+        progress="json" if worker_protocol.cli_accepts_progress() else "none",
+        overwrite=settings.replace_other_settings,
     )
+    fields.update(overrides)
+    if fields["model"] == "stereo":
+        fields["views"] = None  # stereo matches the whole frame: it has no views
+    return EstimateRequest(**fields)
 
 
 def depth_output_path(request: EstimateRequest) -> Path:
     """The distance file the engine writes for the request's first input (its first frame)."""
-    source = Path(request.inputs[0])
-    output = Path(request.output_dir)
-    first = request.frames[0] if request.frames else 1
-    if source.suffix.lower() in VIDEO_SUFFIXES:
-        return output / source.stem / f"distance_{first:05d}.exr"
-    if source.is_dir() or "%" in source.name:
-        from ..estimators import video_io
+    from ..estimators.pipeline.outputs import OutputLayout
+    from ..estimators.pipeline.sources import open_source
 
-        return output / video_io.probe(source).name / f"distance_{first:05d}.exr"
-    return output / f"{source.stem}.distance.exr"
+    first, last = request.frames or (1, None)
+    layout = OutputLayout.for_source(open_source(request.inputs[0]), Path(request.output_dir), first, last,
+                                     ranged=request.frames is not None)
+    return layout.folder / layout.file_name("distance", first, "exr")
 
 
 @dataclass
@@ -164,15 +168,13 @@ def engine_imports_here() -> bool:
 
 
 def run_in_process(request: EstimateRequest) -> str | None:
-    """Run the engine here, as the CLI does (blocks); None on success, else the error message."""
+    """Run the engine here, through the same pipeline as the worker (blocks); None on success, else the error."""
     dependencies.use_site_packages_in_process()
-    from ..estimators import cli
-
     try:
-        args = cli.build_parser().parse_args(replace(request, progress=None).cli_args())
-        cli.run_estimate(args)
-    except SystemExit as error:  # argparse refused an option
-        return f"the engine refused the options (exit status {error.code})"
+        from ..estimators.pipeline import run
+
+        for line in run(replace(request, progress="none")).summary_lines():
+            print(line, flush=True)
     except Depth360Error as error:
         return str(error)
     except ImportError as error:
@@ -242,9 +244,9 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
 
     def _prepare(self, context) -> EstimateRequest | None:
         try:
-            request = request_from_scene(context.scene, dependencies.addon_preferences(context))
             overrides = {"model": self.model, "device": self.device}
-            return replace(request, **{key: value for key, value in overrides.items() if value})
+            return request_from_scene(context.scene, dependencies.addon_preferences(context),
+                                      **{key: value for key, value in overrides.items() if value})
         except (EstimateSetupError, ValueError) as error:
             self.report({"ERROR"}, str(error))
             return None

@@ -23,7 +23,7 @@ from bpy.props import StringProperty
 
 from ..compositing import depth_mesh
 from ..compositing.image_data import CompositingInputError, resolve_footage
-from ..estimators.image_io import atomic_path
+from ..estimators.media.image_io import atomic_path
 
 MESH_NAME = "Depth360 Mesh"
 DISPLACE_MODIFIER = "Depth360 Displace"

@@ -3,8 +3,8 @@
 import bpy
 from bpy.props import EnumProperty, StringProperty
 
-# The extension's root package, e.g. "bl_ext.user_default.depth360".
-ADDON_PACKAGE = __package__.rpartition(".")[0]
+from ..operators import dependencies
+from ..operators.dependencies import ADDON_PACKAGE
 
 DEVICE_ITEMS = [
     ("auto", "Automatic", "CUDA if available, then Apple Metal (MPS), then the CPU"),
@@ -50,8 +50,6 @@ class Depth360Preferences(bpy.types.AddonPreferences):
         self.draw_dependencies(layout.box())
 
     def draw_dependencies(self, box):
-        from ..operators import dependencies
-
         box.label(text="Engine Dependencies", icon="SCRIPT")
         box.prop(self, "python_path")
         report = dependencies.last_report(dependencies.chosen_python(self))

@@ -3,7 +3,7 @@
 import bpy
 from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
 
-from ..estimators import registry
+from ..estimators.models import registry
 
 LAYOUT_ITEMS = [
     ("mono", "Mono", "One equirectangular image per frame"),
@@ -46,6 +46,11 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
     output_dir: StringProperty(
         name="Output", description="Folder for depth files (// is the .blend's folder)",
         subtype="DIR_PATH", default="//depth/", options=_BLEND_RELATIVE,
+    )
+    replace_other_settings: BoolProperty(
+        name="Replace Other Settings", default=True,
+        description="Recompute depth that the output folder holds from other settings (off: stop with an "
+        "error instead); depth made with the same settings is always kept and resumed",
     )
     # After an estimate: what to build from its outputs (depth360.estimate).
     build_mesh_after: BoolProperty(

@@ -2,7 +2,7 @@
 
 import bpy
 
-from ..estimators import registry
+from ..estimators.models import registry
 
 
 class _Depth360Tab:
@@ -30,7 +30,7 @@ class VIEW3D_PT_depth360_source(_Depth360Tab, bpy.types.Panel):
 
 def _draw_weights(layout, context, spec) -> None:
     """Whether the model's weights are in the models folder; a download button when allowed."""
-    from ..estimators import weights
+    from ..estimators.models import weights
     from ..operators.download_model import models_folder
 
     if weights.weights_present(spec, models_folder(context)):
@@ -69,6 +69,7 @@ class VIEW3D_PT_depth360_output(_Depth360Tab, bpy.types.Panel):
 
     def draw(self, context):
         self.layout.prop(context.scene.depth360, "output_dir")
+        self.layout.prop(context.scene.depth360, "replace_other_settings")
 
 
 class VIEW3D_PT_depth360_estimate(_Depth360Tab, bpy.types.Panel):

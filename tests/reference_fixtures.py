@@ -85,7 +85,7 @@ def assert_matches_reference(out: np.ndarray, expected: np.ndarray) -> float:
 def fixture_network(name: str, architecture: str, **options):
     """The project's network of `architecture` with fixture `name`'s weights, through the real
     conversion and a strict load (eval mode)."""
-    from depth360.estimators import networks
+    from depth360.estimators.models import networks
 
     network = networks.build(architecture, **options)
     state_dict = networks.convert_official_state_dict(architecture, fixture_state_dict(name))

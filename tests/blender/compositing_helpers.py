@@ -18,7 +18,7 @@ def builders(module: str):
 
 def equirect():
     """The installed extension's equirect convention module (this env may lack `depth360`)."""
-    return importlib.import_module(f"{PACKAGE}.estimators.equirect")
+    return importlib.import_module(f"{PACKAGE}.estimators.panorama.equirect")
 
 
 def _save(array: np.ndarray, path: Path, float_buffer: bool, file_format: str) -> Path:

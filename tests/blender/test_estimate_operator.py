@@ -63,7 +63,7 @@ def make():
     "progress": """
 import time
 import numpy as np
-from depth360.estimators.progress import Progress  # the worker's stdout is Blender's pipe
+from depth360.estimators.pipeline.progress import Progress  # the worker's stdout is Blender's pipe
 
 class Reporting:
     kind = "metric-distance"
@@ -280,7 +280,7 @@ def test_the_interactive_job_shows_progress_and_cancels(scene, tmp_path):
     assert bpy.ops.depth360.estimate.poll()
 
     # Progress lines reach the scene's progress bar and status text.
-    update = importlib.import_module(f"{PACKAGE}.estimators.worker_protocol").parse_progress_line(
+    update = importlib.import_module(f"{PACKAGE}.estimators.cli.worker_protocol").parse_progress_line(
         '{"frame": 3, "done": 3, "total": 4, "fps": 2.0, "eta_s": 0.5}')
     estimate.show_progress(scene, update.fraction, update.describe())
     assert scene.depth360.progress == pytest.approx(0.75)

@@ -13,7 +13,7 @@ import numpy as np
 
 def write_depth_exr(path, values):
     try:
-        from depth360.estimators import image_io
+        from depth360.estimators.media import image_io
     except ImportError:
         import OpenEXR
 

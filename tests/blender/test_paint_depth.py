@@ -53,7 +53,7 @@ def _stroke(image, rows: slice, cols: slice, value: float) -> None:
 
 def test_exr_writer_round_trips_through_openexr_and_blender(installed_extension, tmp_path):
     paint = _module("operators.paint_depth")
-    read_exr = _module("estimators.image_io").read_exr
+    read_exr = _module("estimators.media.image_io").read_exr
     rng = np.random.default_rng(5)
     for shape in ((37, 5), (1, 1), (64, 128)):
         values = rng.uniform(0.01, 500.0, size=shape).astype(np.float32)
@@ -75,7 +75,7 @@ def test_exr_writer_round_trips_through_openexr_and_blender(installed_extension,
 
 def test_a_painted_change_reaches_the_exr_and_moves_the_mesh(footage):
     plate, depth = footage
-    read_exr = _module("estimators.image_io").read_exr
+    read_exr = _module("estimators.media.image_io").read_exr
     assert bpy.ops.depth360.paint_depth(depth_path=str(depth), plate_path=str(plate)) == {"FINISHED"}
     obj = bpy.data.objects["Depth360 Mesh"]
     assert obj.mode == "TEXTURE_PAINT" and bpy.context.view_layer.objects.active == obj

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth360.estimators.alignment import align_views
-from depth360.estimators.blending import blend_to_equirect
-from depth360.estimators.equirect import ray_directions
-from depth360.estimators.projection import make_views
+from depth360.estimators.panorama.alignment import align_views
+from depth360.estimators.panorama.blending import blend_to_equirect
+from depth360.estimators.panorama.equirect import ray_directions
+from depth360.estimators.panorama.projection import make_views
 
 ROOM_CENTRE = (0.3, -0.2, 0.1)  # camera position inside the room
 ROOM_HALF_SIZE = (3.0, 2.0, 1.4)

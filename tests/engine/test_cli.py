@@ -14,9 +14,11 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import cli, registry
-from depth360.estimators.image_io import read_exr
-from depth360.estimators.projection import View, look_at
+from depth360.estimators import cli
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.models import registry
+from depth360.estimators.panorama.projection import View, look_at
+from depth360.estimators.pipeline.frame_estimators import PHOTO_FOV_DEG
 from depth360.estimators.version import __version__
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
@@ -181,8 +183,9 @@ def test_metric_plugin_gets_pinhole_rays_and_writes_distance(tmp_path, photo):
     args = ["estimate", str(photo), "--projection", "perspective", "-o", str(out),
             "--save", "distance,disparity", "--model", _plugin(tmp_path, METRIC_PLUGIN)]
     assert cli.main(args) == 0
-    rays = View(look_at((1.0, 0.0, 0.0)), cli.PHOTO_FOV_DEG, 24, 40).rays()
-    np.testing.assert_array_equal(read_exr(out / "photo.distance.exr"), 2.0 + rays[..., 0])
+    rays = View(look_at((1.0, 0.0, 0.0)), PHOTO_FOV_DEG, 24, 40).rays()
+    # Metric depth travels as its inverse through the post stage: equal to float32 rounding.
+    np.testing.assert_allclose(read_exr(out / "photo.distance.exr"), 2.0 + rays[..., 0], rtol=2e-7)
     np.testing.assert_allclose(read_exr(out / "photo.disparity.exr"), 1.0 / (2.0 + rays[..., 0]), rtol=1e-6)
 
 
@@ -233,7 +236,7 @@ def test_equirect_projection_runs_the_360_path(tmp_path, capsys):
     assert cli.main(["estimate", str(tmp_path / "pano.png"), "-o", str(out), "--model", plugin]) == 0
     np.testing.assert_allclose(read_exr(out / "pano.distance.exr"), 3.0, rtol=1e-5)
     assert read_exr(out / "pano.mask.exr").min() == 1.0
-    assert json.loads((out / "pano.json").read_text())["equirect"]["views"] == "cube"
+    assert json.loads((out / "pano.json").read_text())["model"]["views"] == "cube"
 
     cv2.imwrite(str(tmp_path / "wide.png"), rgb[:, :50])
     assert cli.main(["estimate", str(tmp_path / "wide.png"), "-o", str(out), "--model", plugin]) == 2
@@ -243,8 +246,8 @@ def test_equirect_projection_runs_the_360_path(tmp_path, capsys):
 def test_device_and_precision_choice_is_explicit():
     import torch
 
-    from depth360.estimators.devices import choose_device, choose_precision
     from depth360.estimators.errors import BadInputError
+    from depth360.estimators.models.devices import choose_device, choose_precision
 
     auto = choose_device("auto")
     expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")

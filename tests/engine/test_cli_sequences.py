@@ -14,9 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import cli, worker_protocol
-from depth360.estimators.equirect import ray_directions
-from depth360.estimators.image_io import read_exr
+from depth360.estimators import cli
+from depth360.estimators.cli import worker_protocol
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.panorama.equirect import ray_directions
+from depth360.estimators.pipeline import EstimateRequest
+from depth360.estimators.pipeline.request import STEREO_FAR, STEREO_NEAR
 from tests.groundtruth import render_stereo
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
@@ -117,7 +120,7 @@ def test_numbered_folder_writes_every_frame_with_json_progress_and_resumes(tmp_p
     np.testing.assert_allclose(distance, expected, rtol=0.02)
     sidecar = json.loads((folder / "clip.json").read_text())
     assert sidecar["frames"]["written"] == FRAMES and sidecar["model"]["adapter"] == "equirect fusion"
-    assert sidecar["cli"]["projection"] == "equirect" and sidecar["model"]["views"] == "cube"
+    assert sidecar["run"]["projection"] == "equirect" and sidecar["model"]["views"] == "cube"
 
     stamps = {name: (folder / name).stat().st_mtime_ns for name in os.listdir(folder) if name.endswith(".exr")}
     again = _depth360(str(sequence), "-o", str(out), "--model", plugin, "--progress", "none")
@@ -147,9 +150,9 @@ def test_frame_range_of_a_video_and_a_printf_pattern(tmp_path, video, sequence, 
 
 
 def test_worker_runs_a_sequence_with_progress(tmp_path, sequence, plugin):
-    request = worker_protocol.EstimateRequest(
+    request = EstimateRequest(
         inputs=(str(sequence),), output_dir=str(tmp_path / "out"), model=plugin, frames=(2, 4),
-        progress="json" if worker_protocol.cli_accepts_progress() else None)
+        progress="json" if worker_protocol.cli_accepts_progress() else "none")
     env = worker_protocol.worker_environment(REPO)
     worker = worker_protocol.WorkerProcess(worker_protocol.worker_command(sys.executable, REPO.name, request), env=env)
     result = worker.run_to_end()
@@ -219,7 +222,8 @@ def test_stereo_top_bottom_sequence(tmp_path):
     assert preview.shape == (256, 1024, 3)  # the left eye beside its depth
     sidecar = json.loads((out / "stereo" / "stereo.json").read_text())
     assert sidecar["model"]["adapter"] == "stereo matching" and sidecar["model"]["layout"] == "top-bottom"
-    assert sidecar["options"]["near"] == cli.STEREO_NEAR and sidecar["options"]["far"] == cli.STEREO_FAR
+    depth = sidecar["recorded_options"]["depth"]
+    assert depth["near"] == STEREO_NEAR and depth["far"] == STEREO_FAR
 
     mono = tmp_path / "mono"
     mono.mkdir()

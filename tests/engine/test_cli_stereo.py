@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from depth360.estimators import cli
-from depth360.estimators.image_io import read_exr, read_image
+from depth360.estimators.media.image_io import read_exr, read_image
+from depth360.estimators.pipeline.request import STEREO_FAR
 from tests.groundtruth import render_stereo
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
@@ -67,7 +68,7 @@ def test_stereo_360_stills_give_metric_distance_in_both_layouts(tmp_path, room):
             assert np.isfinite(array).all()
         valid = mask > 0.5
         assert set(np.unique(mask)) <= {0.0, 1.0}
-        assert (distance[~valid] == cli.STEREO_FAR).all() and (disparity[~valid] == 0).all()
+        assert (distance[~valid] == STEREO_FAR).all() and (disparity[~valid] == 0).all()
         np.testing.assert_allclose(disparity[valid] * distance[valid], 1.0, rtol=1e-5)  # disparity is 1/m
 
         band = _band(*truth.shape)

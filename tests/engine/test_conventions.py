@@ -17,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from depth360.estimators.equirect import direction_to_pixel, ray_directions
+from depth360.estimators.panorama.equirect import direction_to_pixel, ray_directions
 from tests import groundtruth
 
 MARKER_WIDTH = 256

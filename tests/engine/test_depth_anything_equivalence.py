@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import registry
-from depth360.estimators.networks import depth_anything_v2
-from depth360.estimators.preprocessing import prepare_input, resize_output
+from depth360.estimators.models import registry
+from depth360.estimators.models.networks import depth_anything_v2
+from depth360.estimators.models.preprocessing import prepare_input, resize_output
 from tests.reference_fixtures import (
     REFERENCE_DIR,
     assert_matches_reference,

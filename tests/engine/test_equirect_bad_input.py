@@ -30,8 +30,9 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import cli, registry
-from depth360.estimators.image_io import read_exr
+from depth360.estimators import cli
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.models import registry
 from tests.engine.test_user_path import (
     vits_file,  # noqa: F401  (the fixture weights, a pytest fixture)
 )

@@ -21,10 +21,10 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import registry
-from depth360.estimators.fusion import estimate_equirect, native_view_size
-from depth360.estimators.image_io import read_exr
-from depth360.estimators.network_estimator import load_estimator
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.models import registry
+from depth360.estimators.models.network_estimator import load_estimator
+from depth360.estimators.panorama.fusion import estimate_equirect, native_view_size
 from tests.engine.test_user_path import (
     vits_file,  # noqa: F401  (the fixture weights, a pytest fixture)
 )
@@ -60,12 +60,12 @@ def _check_outputs(out: Path, stem: str, height: int, width: int) -> np.ndarray:
     assert np.all(distance[~valid] == FAR) and np.all(preview[~valid] == 0)
     assert np.isclose(np.percentile(distance[valid], 2), NEAR, rtol=0.05)
     sidecar = json.loads((out / f"{stem}.json").read_text())
-    assert sidecar["size"] == {"width": width, "height": height} and sidecar["projection"] == "equirect"
+    assert sidecar["size"] == {"width": width, "height": height} and sidecar["run"]["projection"] == "equirect"
     assert sidecar["model"]["name"] == SMALL.name
-    assert all(sidecar["timings_s"][k] > 0 for k in ("load_model", "read", "estimate", "write"))
-    stages = sidecar["equirect"]["stages_s"]
-    assert set(stages) == {"project", "predict", "align", "merge", "calibrate"}
-    assert stages["predict"] > 0 and sidecar["equirect"]["views"] == "cube"
+    assert all(sidecar["timings_s"][k] > 0 for k in ("load_model", "read", "estimate", "post", "write"))
+    stages = {k for k in sidecar["timings_s"] if k.startswith("estimate_")}  # the 360 fusion's stages
+    assert stages == {"estimate_project", "estimate_predict", "estimate_align", "estimate_merge"}
+    assert sidecar["timings_s"]["estimate_predict"] > 0 and sidecar["model"]["views"] == "cube"
     return distance
 
 
@@ -99,7 +99,7 @@ def test_cli_fuses_a_render_and_a_4k_frame_with_the_network(tmp_path, vits_file,
     )  # no temporary files left behind
     for stem, (height, width) in (("room", (256, 512)), ("room4k", (1920, 3840))):
         _seam_free(_check_outputs(out, stem, height, width))
-    stages = json.loads((out / "room4k.json").read_text())["equirect"]["stages_s"]
+    stages = json.loads((out / "room4k.json").read_text())["timings_s"]
     print(f"\n4K frame, stages (s): {stages}")
 
 

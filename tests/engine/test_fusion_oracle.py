@@ -20,10 +20,10 @@ import functools
 import numpy as np
 import pytest
 
-from depth360.estimators.calibration import metric_to_distance, relative_to_distance
-from depth360.estimators.equirect import direction_to_pixel, ray_directions
-from depth360.estimators.fusion import EquirectDepth, estimate_equirect
-from depth360.estimators.projection import footprint, make_views
+from depth360.estimators.panorama.equirect import direction_to_pixel, ray_directions
+from depth360.estimators.panorama.fusion import EquirectDepth, estimate_equirect
+from depth360.estimators.panorama.projection import footprint, make_views
+from depth360.estimators.postprocess.calibration import metric_to_distance, relative_to_distance
 from tests.groundtruth import render_mono
 
 WIDTH = 512

@@ -10,8 +10,8 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from depth360.estimators import image_io
 from depth360.estimators.errors import BadInputError
+from depth360.estimators.media import image_io
 
 
 def _rgb8(height: int = 12, width: int = 20) -> np.ndarray:

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import networks
-from depth360.estimators.networks import midas
+from depth360.estimators.models import networks
+from depth360.estimators.models.networks import midas
 from tests import reference_fixtures
 
 # This file's variants; the Swin-V2 and LeViT ones are tested with their backbones.
@@ -88,7 +88,7 @@ def test_rejects_bad_names_keys_and_sizes():
 
 
 def test_relative_position_bias_layout_and_resize():
-    from depth360.estimators.networks.beit import Attention, relative_position_index
+    from depth360.estimators.models.networks.beit import Attention, relative_position_index
 
     attention = Attention(dim=8, num_heads=2, pretrain_grid=(3, 3))
     index = relative_position_index((3, 3))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import networks
+from depth360.estimators.models import networks
 from tests.reference_fixtures import (
     assert_matches_reference,
     cases,
@@ -130,7 +130,7 @@ def test_swin2_attention_masks_are_the_official_buffers(swin2_tiny):
 
 def test_swin2_large_mask_layout_matches_manifest():
     """The large model's window clamping gives masks exactly where (and as large as) the manifest says."""
-    from depth360.estimators.networks import swin2
+    from depth360.estimators.models.networks import swin2
 
     config = swin2.CONFIGS["swin2l24_384"]
     expected = {

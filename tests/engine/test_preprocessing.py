@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import registry
-from depth360.estimators.preprocessing import (
+from depth360.estimators.models import registry
+from depth360.estimators.models.preprocessing import (
     network_input_shape,
     prepare_input,
     resize_output,

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from depth360.estimators.blending import blend_to_equirect, border_weight
-from depth360.estimators.equirect import ray_directions
-from depth360.estimators.projection import (
+from depth360.estimators.panorama.blending import blend_to_equirect, border_weight
+from depth360.estimators.panorama.equirect import ray_directions
+from depth360.estimators.panorama.projection import (
     View,
     default_view_size,
     equirect_to_views,

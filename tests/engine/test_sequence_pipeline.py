@@ -1,4 +1,4 @@
-"""The sequence pipeline (estimators/sequence_pipeline.py): outputs, resume after SIGKILL, chunks, bad input."""
+"""The pipeline on videos and image sequences (estimators/pipeline): outputs, resume after SIGKILL, chunks, bad input."""
 
 from __future__ import annotations
 
@@ -17,8 +17,15 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import image_io, plugins, sequence_pipeline, video_io
+from depth360.estimators import pipeline
 from depth360.estimators.errors import BadInputError, Depth360Error
+from depth360.estimators.media import image_io, video_io
+from depth360.estimators.models import plugins
+from depth360.estimators.pipeline import EstimateRequest, resume
+from depth360.estimators.pipeline.frame_estimators import PlainFrameEstimator
+from depth360.estimators.pipeline.outputs import OutputLayout
+from depth360.estimators.pipeline.request import SAVE_KINDS
+from depth360.estimators.video.temporal import StabiliserSettings
 
 REPO = Path(__file__).resolve().parents[2]
 WIDTH, HEIGHT = 64, 32
@@ -71,7 +78,20 @@ def plugin_file(tmp_path):
 
 
 def frame_estimator(plugin_file):
-    return sequence_pipeline.PlainFrameEstimator(plugins.load_plugin(f"python:{plugin_file}:make"), batch_size=3)
+    return PlainFrameEstimator(plugins.load_plugin(f"python:{plugin_file}:make"), batch_size=3)
+
+
+def run_sequence(source, out_dir, estimator, *, frames=None, stdout=None, stderr=None, **options):
+    """One source through `pipeline.run` with a given frame estimator; its SourceResult."""
+    if isinstance(frames, str):
+        parsed = video_io.parse_frame_range(frames)
+        frames = (parsed.first, parsed.last)
+    request = EstimateRequest(inputs=(str(source),), output_dir=str(out_dir), frames=frames, **options)
+    return pipeline.run(request, frame_estimator=estimator, stdout=stdout, stderr=stderr).sources[0]
+
+
+def frame_is_complete(folder: Path, save, number: int) -> bool:
+    return resume.frame_is_complete(OutputLayout(folder, folder.name, still=False), save, number)
 
 
 def read_all(folder: Path, kind: str, numbers) -> np.ndarray:
@@ -82,14 +102,14 @@ def test_outputs_layout_sidecar_preview_and_rgbd(tmp_path, plugin_file):
     source = write_sequence(tmp_path / "in", 6)
     out = tmp_path / "out"
     stdout = io.StringIO()
-    result = sequence_pipeline.run_sequence(
+    result = run_sequence(
         source, out, frame_estimator(plugin_file), save=("distance", "disparity", "mask", "preview", "png16", "rgbd"),
         progress="json", stdout=stdout,
     )
     folder = out / "shot"
     assert result.folder == folder and result.written == tuple(range(1, 7)) and not result.skipped
     for number in range(1, 7):
-        for name in sequence_pipeline.frame_files(sequence_pipeline.SAVE_KINDS, number):
+        for name in OutputLayout(folder, "shot", still=False).frame_files(SAVE_KINDS, number):
             assert (folder / name).is_file(), name
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     distance = image_io.read_exr(folder / "distance_00003.exr")
@@ -111,7 +131,7 @@ def test_outputs_layout_sidecar_preview_and_rgbd(tmp_path, plugin_file):
     sidecar = json.loads((folder / "shot.json").read_text())
     assert sidecar["frames"]["first"] == 1 and sidecar["frames"]["last"] == 6
     assert sidecar["model"]["name"] == "Wobbly" and "rgbd" in sidecar["outputs"]
-    assert set(sidecar["timings_s"]) >= {"wall", "decode", "estimate", "post", "write"}
+    assert set(sidecar["timings_s"]) >= {"wall", "read", "estimate", "post", "write"}
     lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
     assert [line["frame"] for line in lines] == list(range(1, 7))
     assert all(line["total"] == 6 for line in lines) and lines[-1]["eta_s"] == 0
@@ -120,15 +140,15 @@ def test_outputs_layout_sidecar_preview_and_rgbd(tmp_path, plugin_file):
 def test_chunks_equal_a_whole_run(tmp_path, plugin_file):
     source = write_sequence(tmp_path / "in", 60)
     estimator = frame_estimator(plugin_file)
-    whole = sequence_pipeline.run_sequence(source, tmp_path / "whole", estimator, save=("disparity", "distance"),
+    whole = run_sequence(source, tmp_path / "whole", estimator, save=("disparity", "distance"),
                                            progress="none")
-    first = sequence_pipeline.run_sequence(source, tmp_path / "chunks", estimator, frames="1-30",
+    first = run_sequence(source, tmp_path / "chunks", estimator, frames="1-30",
                                            save=("disparity", "distance"), progress="none")
-    second = sequence_pipeline.run_sequence(source, tmp_path / "chunks", estimator, frames="31-60",
+    second = run_sequence(source, tmp_path / "chunks", estimator, frames="31-60",
                                             save=("disparity", "distance"), progress="none")
     assert whole.written == tuple(range(1, 61))
     assert first.written == tuple(range(1, 31)) and second.written == tuple(range(31, 61))
-    assert len(second.context) == sequence_pipeline.StabiliserSettings().context_frames
+    assert len(second.context) == StabiliserSettings().context_frames
     assert (tmp_path / "chunks" / "shot" / "shot_00031-00060.json").is_file()
     for kind in ("disparity", "distance"):
         np.testing.assert_allclose(read_all(tmp_path / "chunks" / "shot", kind, range(1, 61)),
@@ -137,10 +157,13 @@ def test_chunks_equal_a_whole_run(tmp_path, plugin_file):
 
 RUNNER = textwrap.dedent('''
     import sys
-    from depth360.estimators import plugins, sequence_pipeline
-    estimator = sequence_pipeline.PlainFrameEstimator(plugins.load_plugin(sys.argv[3]), batch_size=2)
-    sequence_pipeline.run_sequence(sys.argv[1], sys.argv[2], estimator, save=("distance", "disparity", "mask",
-                                   "preview"), progress="json")
+    from depth360.estimators import pipeline
+    from depth360.estimators.models import plugins
+    from depth360.estimators.pipeline.frame_estimators import PlainFrameEstimator
+    estimator = PlainFrameEstimator(plugins.load_plugin(sys.argv[3]), batch_size=2)
+    request = pipeline.EstimateRequest(inputs=(sys.argv[1],), output_dir=sys.argv[2],
+                                       save=("distance", "disparity", "mask", "preview"), progress="json")
+    pipeline.run(request, frame_estimator=estimator)
 ''')
 
 
@@ -163,13 +186,12 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, plugin_file):
     process.wait()
     assert len(lines) >= 8, process.stderr.read()
     folder = out / "shot"
-    done_before = [n for n in range(1, 41) if sequence_pipeline.frame_is_complete(folder, ("distance", "disparity",
-                                                                                            "mask", "preview"), n)]
+    done_before = [n for n in range(1, 41) if frame_is_complete(folder, ("distance", "disparity", "mask", "preview"), n)]
     assert 8 <= len(done_before) < 40
     save = ("distance", "disparity", "mask", "preview")
-    resumed = sequence_pipeline.run_sequence(source, out, frame_estimator(plugin_file), save=save, progress="none")
+    resumed = run_sequence(source, out, frame_estimator(plugin_file), save=save, progress="none")
     assert set(resumed.skipped) == set(done_before) and set(resumed.written) == set(range(1, 41)) - set(done_before)
-    reference = sequence_pipeline.run_sequence(source, tmp_path / "whole", frame_estimator(plugin_file), save=save,
+    reference = run_sequence(source, tmp_path / "whole", frame_estimator(plugin_file), save=save,
                                                progress="none")
     assert not [p.name for p in folder.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]
     for kind in ("distance", "disparity", "mask"):
@@ -185,12 +207,12 @@ def test_bad_inputs_fail_clearly_before_writing(tmp_path, plugin_file):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     with pytest.raises(Depth360Error, match="cannot write to output folder .*file/shot"):
-        sequence_pipeline.run_sequence(source, blocker, estimator, progress="none")
+        run_sequence(source, blocker, estimator, progress="none")
     os.remove(tmp_path / "in" / "shot_0003.png")
     with pytest.raises(BadInputError, match=r"shot_0003\.png is missing"):
-        sequence_pipeline.run_sequence(source, tmp_path / "out", estimator, progress="none")
+        run_sequence(source, tmp_path / "out", estimator, progress="none")
     with pytest.raises(BadInputError, match="has 5 frames"):
-        sequence_pipeline.run_sequence(write_sequence(tmp_path / "ok", 5), tmp_path / "out", estimator,
+        run_sequence(write_sequence(tmp_path / "ok", 5), tmp_path / "out", estimator,
                                        frames="4-9", progress="none")
     assert not (tmp_path / "out" / "shot").exists() or not list((tmp_path / "out" / "shot").iterdir())
 
@@ -220,20 +242,21 @@ def test_truncated_video_stops_cleanly_and_names_the_last_good_frame(tmp_path, p
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(BadInputError, match=r"clip\.mkv ends early: frame \d+ is the last good frame"):
-        sequence_pipeline.run_sequence(path, tmp_path / "out", frame_estimator(plugin_file),
+        run_sequence(path, tmp_path / "out", frame_estimator(plugin_file),
                                        save=("distance", "mask"), progress="none")
     folder = tmp_path / "out" / "clip"
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
     for exr in folder.glob("*.exr"):
         assert np.all(np.isfinite(image_io.read_exr(exr)))  # every file present is complete
-    assert not (folder / "clip.json").exists()
+    sidecar = json.loads((folder / "clip.json").read_text())  # the run is recorded as failed, never as complete
+    assert sidecar["status"] == "failed" and "ends early" in sidecar["error"]
 
 
 def test_variable_frame_rate_warns_and_keeps_every_frame(tmp_path, plugin_file):
     times = [0, 40, 80, 200, 240, 400, 440, 480, 600, 640]
     path = make_video(tmp_path / "vfr.mp4", 10, pts_ms=times)
     stderr = io.StringIO()
-    result = sequence_pipeline.run_sequence(path, tmp_path / "out", frame_estimator(plugin_file),
+    result = run_sequence(path, tmp_path / "out", frame_estimator(plugin_file),
                                             save=("distance",), progress="none", stderr=stderr)
     assert "variable frame rate" in stderr.getvalue() and "decode order" in stderr.getvalue()
     assert result.written == tuple(range(1, 11))
@@ -257,8 +280,8 @@ def test_an_error_in_a_stage_stops_the_pipeline_without_partial_files(tmp_path):
         cv2.imwrite(str(folder / f"shot_{number:04d}.png"), np.round(image * 255).astype(np.uint8))
     started = time.monotonic()
     with pytest.raises(RuntimeError, match="model exploded"):
-        sequence_pipeline.run_sequence(folder, tmp_path / "out", sequence_pipeline.PlainFrameEstimator(
-            FailingEstimator(), batch_size=1), save=("distance", "mask", "preview"), progress="none")
+        run_sequence(folder, tmp_path / "out", PlainFrameEstimator(FailingEstimator(), batch_size=1),
+                     save=("distance", "mask", "preview"), progress="none")
     assert time.monotonic() - started < 20
     names = [p.name for p in (tmp_path / "out" / "in").iterdir()]
     assert not [n for n in names if n.startswith(".") or n.endswith(".mp4")]

@@ -7,13 +7,13 @@ import warnings
 import numpy as np
 import pytest
 
-from depth360.estimators.ods_geometry import perspective_depth_from_disparity
-from depth360.estimators.stereo import (
+from depth360.estimators.stereo.matching import (
     check_stereo_pair,
     estimate_stereo_perspective,
     fill_from_background,
     split_stereo,
 )
+from depth360.estimators.stereo.ods_geometry import perspective_depth_from_disparity
 
 
 @pytest.fixture(scope="module")

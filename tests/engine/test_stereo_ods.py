@@ -5,15 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from depth360.estimators.equirect import pixel_to_direction
-from depth360.estimators.ods_geometry import (
+from depth360.estimators.panorama.equirect import pixel_to_direction
+from depth360.estimators.stereo.matching import estimate_stereo_equirect, match_disparity
+from depth360.estimators.stereo.ods_geometry import (
     ods_disparity_from_distance,
     ods_distance_from_disparity,
     ods_eye_rays,
     ods_informative_rows,
     pole_merge_fade,
 )
-from depth360.estimators.stereo import estimate_stereo_equirect, match_disparity
 from tests.groundtruth import render_stereo
 
 WIDTH = 2048

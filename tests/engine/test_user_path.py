@@ -19,8 +19,9 @@ import numpy as np
 import pytest
 import torch
 
-from depth360.estimators import cli, registry
-from depth360.estimators.image_io import read_exr
+from depth360.estimators import cli
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.models import registry
 from tests.reference_fixtures import REFERENCE_DIR, assert_matches_reference, fixture_state_dict
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
@@ -72,7 +73,7 @@ def test_estimate_writes_the_official_output(tmp_path, vits_file, photo, end_to_
     assert_matches_reference(disparity, end_to_end["expected"])
     sidecar = json.loads((out / "photo.json").read_text())
     assert sidecar["model"]["name"] == SMALL.name and sidecar["model"]["precision"] == "fp32"
-    assert sidecar["projection"] == "perspective" and sidecar["options"]["save"] == ["disparity"]
+    assert sidecar["run"]["projection"] == "perspective" and sidecar["run"]["save"] == ["disparity"]
     assert set(sidecar["timings_s"]) >= {"load_model", "read", "estimate", "write"}
     assert sidecar["version"]
 
@@ -162,7 +163,7 @@ def test_unreadable_image_exit_2_and_nothing_written(tmp_path, vits_file, photo,
 
 @pytest.mark.slow
 def test_stacked_batch_equals_one_image_at_a_time(vits_file):
-    from depth360.estimators.network_estimator import load_estimator
+    from depth360.estimators.models.network_estimator import load_estimator
 
     rng = np.random.default_rng(2)
     images = rng.random((2, 24, 24, 3), dtype=np.float32)  # square: the network's smallest input, 518x518

@@ -9,8 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from depth360.estimators import video_io
 from depth360.estimators.errors import BadInputError
+from depth360.estimators.media import video_io
 
 WIDTH, HEIGHT = 64, 32
 

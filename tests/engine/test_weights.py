@@ -15,12 +15,12 @@ import socket
 import pytest
 import torch
 
-from depth360.estimators import registry, weights
 from depth360.estimators.errors import (
     DownloadError,
     WeightsInvalidError,
     WeightsMissingError,
 )
+from depth360.estimators.models import registry, weights
 from tests.loopback_server import LoopbackFileServer
 from tests.reference_fixtures import fixture_state_dict
 

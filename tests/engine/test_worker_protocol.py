@@ -21,10 +21,7 @@ import numpy as np
 import pytest
 
 from depth360.estimators import cli
-from depth360.estimators.image_io import read_exr
-from depth360.estimators.progress import Progress
-from depth360.estimators.worker_protocol import (
-    EstimateRequest,
+from depth360.estimators.cli.worker_protocol import (
     ProgressUpdate,
     WorkerProcess,
     cli_accepts_progress,
@@ -33,12 +30,15 @@ from depth360.estimators.worker_protocol import (
     worker_command,
     worker_environment,
 )
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.pipeline import EstimateRequest
+from depth360.estimators.pipeline.progress import Progress
 
 REPO = Path(__file__).resolve().parents[2]
 
 FAKE_WORKER = """
     import os, signal, subprocess, sys, time
-    from depth360.estimators.progress import Progress
+    from depth360.estimators.pipeline.progress import Progress
 
     mode = sys.argv[1]
     if mode == "progress":
@@ -127,20 +127,24 @@ def test_progress_lines_of_the_engine_parse_exactly():
 
 def test_request_is_what_the_cli_parses():
     request = EstimateRequest(
-        inputs=("/footage/pano.png",), output_dir="/out", model="midas-dpt-large-384",
-        layout="top-bottom", views="ico", near=0.5, far=80.0, frames=(2, 9),
-        save=("distance", "mask"), device="cpu", models_dir="/models",
+        inputs=("/footage/pano.png", "-starts-like-an-option.png"), output_dir="/out", model="midas-dpt-large-384",
+        views="ico", near=0.5, far=80.0, frames=(2, 9), save=("distance", "mask"), device="cpu",
+        models_dir="/models", smoothing="median", stabilise=False, overwrite=True,
     )
-    args = cli.build_parser().parse_args(request.cli_args())
-    assert args.command == "estimate" and args.inputs == ["/footage/pano.png"]
-    assert (args.output, args.model, args.layout, args.views) == ("/out", "midas-dpt-large-384", "top-bottom", "ico")
+    args = cli.build_parser().parse_args(cli.request_to_args(request))
+    assert args.command == "estimate" and args.inputs == ["/footage/pano.png", "-starts-like-an-option.png"]
+    assert (args.output, args.model, args.layout, args.views) == ("/out", "midas-dpt-large-384", "mono", "ico")
     assert (args.near, args.far, args.frames, args.save) == (0.5, 80.0, "2-9", ("distance", "mask"))
     assert (args.device, args.models_dir, args.projection) == ("cpu", "/models", "equirect")
+    assert cli.request_from_args(args) == request
+    stereo = EstimateRequest(inputs=("tb.png",), output_dir="/out", model="stereo", layout="top-bottom",
+                             ipd=0.07, pole_merge=None, frames=(3, None), progress="json")
+    assert cli.request_from_args(cli.build_parser().parse_args(cli.request_to_args(stereo))) == stereo
     command = worker_command("/usr/bin/python3", "depth360", request)
     assert command[:4] == ["/usr/bin/python3", "-u", "-m", "depth360.estimators.cli"]
-    assert command[4:] == request.cli_args()
-    for bad, message in (({"near": 1.0}, "near and far"), ({"frames": (5, 2)}, "frames"),
-                         ({"inputs": ()}, "at least one input")):
+    assert command[4:] == cli.request_to_args(request)
+    for bad, message in (({"near": 1.0}, "--near and --far"), ({"frames": (5, 2)}, "frames"),
+                         ({"inputs": ()}, "at least one input"), ({"layout": "top-bottom"}, "--model stereo")):
         with pytest.raises(ValueError, match=message):
             EstimateRequest(**{"inputs": ("a.png",), "output_dir": "o", **bad})
     with pytest.raises(ValueError, match="dotted Python name"):
@@ -160,7 +164,7 @@ def test_worker_environment_imports_the_extension_folder_as_a_package(tmp_path):
          "print('bpy' in sys.modules)"], env=env, capture_output=True, text=True, cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [str(extensions / "depth360" / "estimators" / "cli.py"), "False"]
+    assert result.stdout.split() == [str(extensions / "depth360" / "estimators" / "cli" / "__init__.py"), "False"]
 
 
 def test_progress_arrives_in_order_without_blocking(fake_worker):
@@ -242,7 +246,7 @@ def test_the_real_cli_as_a_worker(tmp_path):
     has_progress = cli_accepts_progress()  # the flag is the CLI owner's to wire
     request = EstimateRequest(inputs=(str(tmp_path / "pano.png"),), output_dir=str(tmp_path / "out"),
                               model=f"python:{tmp_path / 'plugin.py'}:make", views="equirect",
-                              progress="json" if has_progress else None)
+                              progress="json" if has_progress else "none")
     env = worker_environment(REPO)  # the repository folder as the package (named after it)
     worker = WorkerProcess(worker_command(sys.executable, REPO.name, request), env=env, cwd=tmp_path)
     result = worker.run_to_end()

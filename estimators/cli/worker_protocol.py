@@ -4,8 +4,8 @@ Blender's interactive UI runs `depth360 estimate` in a child process (DESIGN.md)
 it stays responsive, ESC cancels, and a crash or out-of-memory in torch does not take
 Blender down. This module is the Blender-free half of that:
 
-- `EstimateRequest`: the plain request an operator builds; `cli_args()` is the
-  `depth360 estimate ...` argument list, the same for the worker and in-process runs.
+- the request is the pipeline's own `EstimateRequest` (an operator builds it);
+  `arguments.request_to_args` is its `depth360 estimate ...` argument list.
 - `worker_command` / `worker_environment`: `[python, "-m", "<package>.estimators.cli", ...]`
   and the PYTHONPATH that makes the extension import as a package.
 - `parse_progress_line`: one `--progress json` line (see `progress.py`) as a
@@ -32,61 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..pipeline.request import EstimateRequest
+from .arguments import request_to_args
+
 CANCEL_GRACE_S = 1.0
 KEPT_LINES = 200
 _POSIX = os.name == "posix"
-
-
-@dataclass(frozen=True)
-class EstimateRequest:
-    """What to estimate: the options of `depth360 estimate` as plain data (DESIGN.md)."""
-
-    inputs: tuple[str, ...]
-    output_dir: str
-    model: str = "depth-anything-v2-small"
-    layout: str = "mono"
-    views: str | None = None
-    near: float | None = None
-    far: float | None = None
-    frames: tuple[int, int] | None = None
-    save: tuple[str, ...] | None = None
-    device: str = "auto"
-    models_dir: str | None = None
-    projection: str = "equirect"
-    progress: Literal["json", "none"] | None = None
-
-    def __post_init__(self):
-        if not self.inputs:
-            raise ValueError("an estimate request needs at least one input")
-        if not self.output_dir:
-            raise ValueError("an estimate request needs an output folder")
-        if (self.near is None) != (self.far is None):
-            raise ValueError("near and far go together: give both or neither")
-        if self.frames is not None and not 1 <= self.frames[0] <= self.frames[1]:
-            raise ValueError(f"frames must be a 1-based range A-B with A <= B, got {self.frames}")
-
-    def cli_args(self) -> list[str]:
-        """The argument list of `depth360 estimate` for this request (without the program)."""
-        args = ["estimate", *map(str, self.inputs), "-o", str(self.output_dir), "--model", self.model]
-        if self.projection != "equirect":
-            args += ["--projection", self.projection]
-        if self.layout != "mono":
-            args += ["--layout", self.layout]
-        if self.views is not None and self.model != "stereo":  # stereo has no views
-            args += ["--views", self.views]
-        if self.near is not None:
-            args += ["--near", repr(float(self.near)), "--far", repr(float(self.far))]
-        if self.frames is not None:
-            args += ["--frames", f"{self.frames[0]}-{self.frames[1]}"]
-        if self.save is not None:
-            args += ["--save", ",".join(self.save)]
-        if self.device != "auto":
-            args += ["--device", self.device]
-        if self.models_dir:
-            args += ["--models-dir", str(self.models_dir)]
-        if self.progress is not None:
-            args += ["--progress", self.progress]
-        return args
 
 
 def worker_command(python: str | os.PathLike, package: str, request: EstimateRequest) -> list[str]:
@@ -97,7 +48,7 @@ def worker_command(python: str | os.PathLike, package: str, request: EstimateReq
     """
     if not package or not all(part.isidentifier() for part in package.split(".")):
         raise ValueError(f"package must be a dotted Python name, got {package!r}")
-    return [os.fspath(python), "-u", "-m", f"{package}.estimators.cli", *request.cli_args()]
+    return [os.fspath(python), "-u", "-m", f"{package}.estimators.cli", *request_to_args(request)]
 
 
 def worker_environment(extension_root: str | os.PathLike, site_packages: str | os.PathLike | None = None,
@@ -341,11 +292,11 @@ class WorkerProcess:
 
 def cli_accepts_progress() -> bool:
     """Whether `depth360 estimate` takes `--progress json` (the worker asks for it when it does)."""
-    from . import cli
+    from .arguments import build_parser
 
     try:
         with contextlib.redirect_stderr(io.StringIO()):
-            cli.build_parser().parse_args(["estimate", "in.png", "-o", "out", "--progress", "json"])
+            build_parser().parse_args(["estimate", "in.png", "-o", "out", "--progress", "json"])
     except SystemExit:
         return False
     return True

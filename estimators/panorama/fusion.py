@@ -16,9 +16,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..postprocess.calibration import metric_to_distance, relative_to_distance
 from .alignment import KINDS, Alignment, align_views
 from .blending import blend_to_equirect
-from .calibration import metric_to_distance, relative_to_distance
 from .projection import (
     DEFAULT_FOV_DEG,
     Interpolation,
@@ -55,13 +55,14 @@ class EquirectDepth:
 
     `disparity`: float32 [H, W] inverse distance along the rays: metric (1/m) for metric
     estimators, relative (aligned, up to one global scale and shift) otherwise.
-    `distance`: float32 [H, W] metres, no NaN/Inf; invalid pixels hold `far`.
-    `mask`: bool [H, W], True where the distance is valid (not sky, not unseen).
+    `distance`: float32 [H, W] metres, no NaN/Inf; invalid pixels hold `far` (None when not
+    calibrated). `mask`: bool [H, W], True where the distance is valid (not sky, not
+    unseen; uncalibrated: where some view saw the pixel).
     `timings`: seconds per stage. `alignment`: the solved correction (None if skipped).
     """
 
     disparity: np.ndarray
-    distance: np.ndarray
+    distance: np.ndarray | None
     mask: np.ndarray
     near: float
     far: float
@@ -163,6 +164,7 @@ def estimate_equirect(
     grid: int = 4,
     near: float | None = None,
     far: float | None = None,
+    calibrate: bool = True,
     **align_options: Any,
 ) -> EquirectDepth:
     """Depth of an equirect image [H, W, 3] (float 0..1, W = 2H) with any estimator.
@@ -174,6 +176,7 @@ def estimate_equirect(
     `align`: solve the joint deformable alignment (False: naive stitching);
     `grid`: control points per view side. `near`/`far`: calibration (calibration.py);
     defaults 1 m / 100 m for relative and 0.01 m / 1000 m (clamp only) for metric.
+    `calibrate` False leaves `distance` None (the pipeline calibrates after stabilising).
     """
     if getattr(estimator, "kind", None) not in KINDS:
         raise ValueError(
@@ -221,11 +224,14 @@ def estimate_equirect(
     t4 = time.perf_counter()
     timings["merge"] = t4 - t3
     seen = weight > 0
-    if metric:
+    if not calibrate:
+        distance, mask = None, seen
+    elif metric:
         distance, mask = metric_to_distance(merged, near, far, valid=seen)
     else:
         distance, mask = relative_to_distance(merged, near, far, valid=seen)
-    timings["calibrate"] = time.perf_counter() - t4
+    if calibrate:
+        timings["calibrate"] = time.perf_counter() - t4
     # blend_to_equirect leaves unseen pixels at 0: `merged` already is the disparity to return.
     return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 PLUGIN_PREFIX = "python:"
 ESTIMATOR_KINDS = ("relative-disparity", "metric-distance")

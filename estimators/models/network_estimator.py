@@ -15,9 +15,9 @@ import os
 
 import numpy as np
 
+from ..errors import BadInputError
 from . import plugins, registry
 from .devices import autocast, choose_device, choose_precision, precision_label
-from .errors import BadInputError
 from .registry import ModelSpec
 
 DEFAULT_BATCH_SIZE = 4

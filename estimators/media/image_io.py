@@ -20,30 +20,58 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 EXR_CHANNEL = "Y"
 EXR_SUFFIXES = (".exr",)
 PNG16_MAX = 65535
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _umask_at_import() -> int:
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
+# Changing the umask to read it is a race with other threads creating files (Blender, the
+# pipeline's stages): read it once here, at import, and from /proc where Linux has it.
+_UMASK_AT_IMPORT = _umask_at_import()
+
+
+def _umask() -> int:
+    """The process umask, read without changing it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return _UMASK_AT_IMPORT
+
+
+def temporary_owner() -> str:
+    """`host@pid`: the owner part of this process's temporary file names (see `atomic_path`)."""
+    host = socket.gethostname().split(".")[0].replace("@", "_") or "host"
+    return f"{host}@{os.getpid()}"
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside `path`, renamed onto it when the block succeeds, removed if not."""
+    """A temporary path beside `path`, renamed onto it when the block succeeds, removed if not.
+
+    The temporary is `.NAME.HOST@PID.RANDOM.tmp`: a later run can tell a temporary left by a
+    dead process on this host from one another process is writing right now.
+    """
     path = Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{temporary_owner()}.", suffix=".tmp")
     os.close(handle)
     temporary = Path(temporary)
     os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes 0600; give what open() would
@@ -187,7 +215,7 @@ def write_png16(
 def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     import cv2
 
-    from .calibration import percentile_sample
+    from ..sampling import percentile_sample
 
     nearness = _check_depth(nearness, "preview")
     valid = np.ones(nearness.shape, bool) if valid is None else np.asarray(valid, bool)
@@ -222,7 +250,7 @@ def colorize(nearness: np.ndarray, valid: np.ndarray | None = None) -> np.ndarra
     """uint8 [H, W, 3] RGB inferno rendering of `nearness` (larger = nearer = brighter).
 
     The 1st..99th percentile of the valid pixels spans the colour map (of a fixed-seed
-    random sample of them on large frames, `calibration.percentile_sample`); invalid
+    random sample of them on large frames, `sampling.percentile_sample`); invalid
     pixels are black.
     """
     return np.ascontiguousarray(_colorize_bgr(nearness, valid)[..., ::-1])

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from typing import Literal
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 DeviceName = Literal["auto", "cpu", "cuda", "mps"]
 PrecisionName = Literal["auto", "fp32", "fp16", "bf16"]

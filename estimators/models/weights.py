@@ -27,10 +27,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ..errors import BadInputError, DownloadError, WeightsInvalidError, WeightsMissingError
+from ..version import __version__
 from . import networks
-from .errors import BadInputError, DownloadError, WeightsInvalidError, WeightsMissingError
 from .registry import ModelSpec
-from .version import __version__
 
 MODELS_DIR_ENV = "DEPTH360_MODELS"
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "module")

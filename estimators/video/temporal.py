@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .postprocess import pad_columns
+from ..postprocess.filters import pad_columns
 
 KINDS = ("relative-disparity", "metric-distance")
 LOW_PERCENTILE = 2.0

@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-# Most valid pixels the percentiles are taken over (see the module doc).
-PERCENTILE_SAMPLES = 1 << 21
+from ..sampling import PERCENTILE_SAMPLES, percentile_sample
+
+__all__ = ["PERCENTILE_SAMPLES", "metric_to_distance", "percentile_sample", "relative_to_distance"]
 
 
 def _check_range(near: float, far: float) -> None:
@@ -70,16 +71,6 @@ def relative_to_distance(
     with np.errstate(invalid="ignore"):
         mask &= inv > 0.0  # NaN and Inf inputs are already out of the mask
     return _clamped_inverse(inv, mask, near, far, in_place=True), mask
-
-
-def percentile_sample(values: np.ndarray, mask: np.ndarray, limit: int = PERCENTILE_SAMPLES) -> np.ndarray:
-    """The values where `mask`, flat; above `limit` of them, a fixed-seed random sample of about `limit`."""
-    flat, ok = values.reshape(-1), mask.reshape(-1)
-    count = int(np.count_nonzero(ok))
-    if count <= limit:
-        return flat if count == flat.size else flat[ok]
-    picks = np.random.default_rng(0).integers(0, flat.size, size=int(limit * flat.size / count))
-    return flat[picks] if count == flat.size else flat[picks][ok[picks]]
 
 
 def _clamped_inverse(inv: np.ndarray, mask: np.ndarray, near: float, far: float, in_place: bool = False) -> np.ndarray:

@@ -30,7 +30,7 @@ from typing import Literal
 
 import numpy as np
 
-from .errors import BadInputError
+from ..errors import BadInputError
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".exr", ".webp", ".bmp")

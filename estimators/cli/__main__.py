@@ -1,0 +1,7 @@
+"""`python -m depth360.estimators.cli`: the command line (the Blender worker runs it so)."""
+
+import sys
+
+from . import main
+
+sys.exit(main())

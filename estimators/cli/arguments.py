@@ -1,0 +1,220 @@
+"""The arguments of `depth360` (DESIGN.md "Command line"), and an EstimateRequest to and from them.
+
+`request_from_args` turns parsed `estimate` arguments into the request the pipeline runs;
+`request_to_args` is its inverse, the argument list a worker process is started with
+(inputs after `--`, so a file named like an option is still an input).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ..media.video_io import parse_frame_range
+from ..pipeline.request import (
+    DEFAULT_IPD,
+    DEFAULT_MODEL,
+    DEFAULT_POLE_MERGE,
+    DEFAULT_SAVE,
+    LAYOUTS,
+    PROGRESS_MODES,
+    SAVE_KINDS,
+    SKY_MODES,
+    SMOOTHINGS,
+    EstimateRequest,
+)
+from ..version import __version__
+
+ESTIMATE_EPILOG = """\
+outputs: a still photo.jpg gives OUTDIR/photo.<kind>.exr for each kind saved (float32,
+one channel "Y"), OUTDIR/photo.preview.png (inferno colours, near is bright),
+OUTDIR/photo.<kind>.png for png16 (the value range is in the sidecar), and
+OUTDIR/photo.json (model, options, version, timings). A video or image sequence
+(a folder of numbered images, or a printf pattern such as shot/frame_%05d.png) clip
+gives OUTDIR/clip/distance_00001.exr, mask_00001.exr, preview_00001.png, ... (frame
+numbers 1-based; rgbd_00001.png for --save rgbd: colour over depth), preview.mp4 and
+the sidecar OUTDIR/clip/clip.json. A still is a one-frame sequence: the same stages,
+the same numbers.
+
+depth kinds: `distance` is metres along each pixel's ray (a photo: along the camera
+axis). `mask` is 1 where the depth is valid, 0 for sky, unseen pixels and anything at
+or beyond infinity. Where the mask is 1, `disparity` = 1 / distance exactly; where it is
+0, disparity is 0 and distance holds the far value. No file holds NaN or Inf.
+
+calibration: relative models (Depth Anything V2, MiDaS) give disparity up to scale and
+shift; inverse distance is taken affine in it, the 2nd percentile at 1/far and the 98th
+at 1/near, clamped to [near, far] (360 footage: default 1 m / 100 m). Metric models and
+360 stereo are only clamped to [near, far]. With --projection perspective (an ordinary
+photo, whose field of view is unknown) a relative model without --near/--far is not
+calibrated: `disparity` is then the model's own output, exactly the official one, and
+the default --save writes disparity instead of distance.
+
+--projection equirect (default): 360 footage (width = 2 x height), seen through the
+--views layout (default cube), aligned and blended seam-free.
+
+stereo (--model stereo with --layout top-bottom, left eye on top, or side-by-side, left
+eye on the left): depth of the left eye (written as photo.left.png for a still), at the
+eye's size. 360 footage is omni-directional stereo (ODS, Blender's spherical stereo)
+with the eyes --ipd apart and --pole-merge angles; --near and --far bound the search
+(default 0.5 m to 100 m). With --projection perspective the pair is a rectified photo
+pair: `disparity` is in pixels of the left eye; `distance` follows the relative rule.
+
+videos: depth is stabilised over time (--no-stabilise to turn it off). --frames A-B
+runs a chunk (with the context frames the stabiliser needs before A); chunks of one
+shot with equal options can share a folder, even at the same time.
+
+resume: frames already complete from an earlier run are skipped, if that run's options
+(recorded in its sidecar: model, views, near/far, stabilisation, layout, the input
+itself...) equal this run's. If they differ the run stops (exit 2) naming each option
+that differs and touching nothing; --overwrite replaces what was made with other
+options.
+
+progress: --progress bar redraws a bar on a terminal; where stderr is a pipe or a file
+it writes one plain line every few seconds instead. --progress json prints one JSON
+line per frame written on stdout: {"frame", "done", "total", "fps", "eta_s"}.
+
+exit status: 0 done, 2 bad usage or bad input (including a rerun whose options differ
+from the finished frames'), 3 weights missing, 1 anything else.
+"""
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive finite number")
+    return value
+
+
+def _save_kinds(text: str) -> tuple[str, ...]:
+    kinds = tuple(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in SAVE_KINDS]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(
+            f"unknown kind(s) {', '.join(unknown) or '(none)'}; choose from {','.join(SAVE_KINDS)}"
+        )
+    return kinds
+
+
+def _pole_merge(text: str) -> tuple[float, float] | None:
+    if text.strip().lower() == "off":
+        return None
+    try:
+        start, end = (float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not FROM,TO (degrees) or off") from None
+    if not 0.0 <= start < end <= 90.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: need 0 <= FROM < TO <= 90 degrees")
+    return start, end
+
+
+def _models_parser(commands) -> None:
+    models = commands.add_parser(
+        "models", help="list the models and whether their weights are present; download weights",
+        description="List every model: name, family, licence, output kind, weights present.")
+    models.add_argument("--models-dir", metavar="DIR",
+                        help="models folder (default $DEPTH360_MODELS, else the per-user data folder)")
+    download = models.add_subparsers(dest="models_command", metavar="download").add_parser(
+        "download", help="download a model's official checkpoint",
+        description="Download a model's official checkpoint into the models folder (resumable; checked "
+        "before it is kept).")
+    download.add_argument("name", metavar="NAME", help="model name, as `depth360 models` lists it")
+    download.add_argument("--models-dir", metavar="DIR", default=argparse.SUPPRESS, help="models folder")
+    download.add_argument("--url", help="fetch from this address (a mirror) instead of the official one")
+    download.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _estimate_parser(commands) -> None:
+    from ..models.devices import DEVICE_NAMES, PRECISION_NAMES
+
+    estimate = commands.add_parser(
+        "estimate", help="estimate depth for images, videos and image sequences",
+        description="Estimate depth for each INPUT and write it to OUTDIR.", epilog=ESTIMATE_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = estimate.add_argument
+    add("inputs", nargs="+", metavar="INPUT",
+        help="images, videos, image folders or printf patterns (shot/frame_%%05d.png)")
+    add("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
+    add("--model", default=DEFAULT_MODEL, metavar="NAME",
+        help=f"model name (default {DEFAULT_MODEL}), stereo, or python:FILE.py:FACTORY for a plug-in")
+    add("--models-dir", metavar="DIR", help="models folder (default $DEPTH360_MODELS, else the per-user data folder)")
+    add("--projection", choices=("equirect", "perspective"), default="equirect",
+        help="equirect: 360 footage (default); perspective: an ordinary photo")
+    add("--layout", choices=LAYOUTS, default="mono", help="stereo layout of the input (default mono)")
+    add("--ipd", type=_positive_float, default=DEFAULT_IPD, metavar="METRES",
+        help=f"stereo baseline in metres (default {DEFAULT_IPD})")
+    add("--pole-merge", type=_pole_merge, default=DEFAULT_POLE_MERGE, metavar="FROM,TO",
+        help="360 stereo: the elevations (degrees) over which the eyes' separation fades to zero toward "
+        "the poles, as Blender's pole merge, or off (default 60,75)")
+    add("--views", metavar="PRESET", help="360 view layout (e.g. cube, ico)")
+    add("--near", type=_positive_float, metavar="M",
+        help="near distance for relative models (stereo: the nearest distance searched)")
+    add("--far", type=_positive_float, metavar="M",
+        help="far distance for relative models (stereo: the farthest distance kept)")
+    add("--frames", metavar="A-B", help="frame range of a video or sequence (1-based, inclusive; A- to the end)")
+    add("--save", type=_save_kinds, metavar="KINDS",
+        help=f"comma list of {','.join(SAVE_KINDS)} (default {','.join(DEFAULT_SAVE)})")
+    add("--device", choices=DEVICE_NAMES, default="auto", help="default auto: cuda, then mps, then cpu")
+    add("--precision", choices=PRECISION_NAMES, default="auto", help="auto: fp16 on a GPU, fp32 on the CPU")
+    add("--progress", choices=PROGRESS_MODES, default="bar",
+        help="bar: a progress bar on a terminal, plain lines in a log (default); json: one JSON line per "
+        "frame on stdout; none")
+    add("--overwrite", action="store_true",
+        help="replace frames made with other options (otherwise such a rerun stops, exit 2)")
+    sequences = estimate.add_argument_group("videos and image sequences")
+    sequences.add_argument("--no-stabilise", dest="stabilise", action="store_false",
+                           help="estimate each frame on its own (no temporal stabilisation)")
+    sequences.add_argument("--smoothing", choices=SMOOTHINGS, default="none",
+                           help="spatial smoothing of each frame's depth (default none)")
+    sequences.add_argument("--sky", choices=SKY_MODES, default="keep",
+                           help="mask: pixels at the far distance are taken off the mask (default keep)")
+    sequences.add_argument("--refine", action="store_true",
+                           help="edge-aware refinement of each frame's depth at full size")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of `depth360` and its subcommands."""
+    parser = argparse.ArgumentParser(
+        prog="depth360", description="Seam-free, temporally stable depth for 360 footage (and ordinary photos).")
+    parser.add_argument("--version", action="version", version=f"depth360 {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _models_parser(commands)
+    _estimate_parser(commands)
+    return parser
+
+
+def request_from_args(args: argparse.Namespace) -> EstimateRequest:
+    """The EstimateRequest of parsed `estimate` arguments (BadInputError for a malformed --frames)."""
+    frames = None
+    if args.frames is not None:
+        parsed = parse_frame_range(args.frames)
+        frames = (parsed.first, parsed.last)
+    return EstimateRequest(
+        inputs=tuple(args.inputs), output_dir=args.output, model=args.model, models_dir=args.models_dir,
+        projection=args.projection, layout=args.layout, ipd=args.ipd, pole_merge=args.pole_merge,
+        views=args.views, near=args.near, far=args.far, frames=frames, save=args.save, device=args.device,
+        precision=args.precision, progress=args.progress, stabilise=args.stabilise, smoothing=args.smoothing,
+        sky=args.sky, refine=args.refine, overwrite=args.overwrite)
+
+
+def request_to_args(request: EstimateRequest) -> list[str]:
+    """`estimate ...`: the argument list that `request_from_args` turns back into `request`."""
+    args = ["estimate", "-o", str(request.output_dir), "--model", request.model,
+            "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
+            "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
+            "--device", request.device, "--precision", request.precision, "--progress", request.progress,
+            "--smoothing", request.smoothing, "--sky", request.sky]
+    optional = {"--models-dir": request.models_dir, "--views": request.views,
+                "--save": ",".join(request.save) if request.save is not None else None}
+    for option, value in optional.items():
+        if value is not None:
+            args += [option, str(value)]
+    if request.near is not None:
+        args += ["--near", repr(float(request.near)), "--far", repr(float(request.far))]
+    if request.frames is not None:
+        first, last = request.frames
+        args += ["--frames", f"{first}-{'' if last is None else last}"]
+    flags = {"--no-stabilise": not request.stabilise, "--refine": request.refine, "--overwrite": request.overwrite}
+    args += [flag for flag, on in flags.items() if on]
+    return [*args, "--", *map(str, request.inputs)]

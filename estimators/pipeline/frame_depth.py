@@ -1,0 +1,83 @@
+"""The post stage of one frame: fill, resample, smooth, stabilise, calibrate.
+
+`FrameDepth` is what gets written: `distance` (None when uncalibrated), `disparity` and
+`mask`, obeying DESIGN.md's depth kinds: where the mask is 1, disparity = 1/distance;
+elsewhere disparity is 0 and distance is `far`. Uncalibrated relative output (no
+distance) is the estimator's own disparity, never negative: where the mask is 0 it
+holds the fill (the estimator's own, or the post stage's), 0 where it was <= 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import postprocess
+from ..postprocess.calibration import metric_to_distance, relative_to_distance
+from ..video.temporal import TemporalStabiliser
+from .frame_estimators import FramePrediction
+from .settings import DepthSettings
+
+
+@dataclass(frozen=True)
+class FrameDepth:
+    """One frame's depth, ready to write: float32 [H, W] arrays and the bool mask."""
+
+    distance: np.ndarray | None
+    disparity: np.ndarray
+    mask: np.ndarray
+
+
+def make_stabiliser(settings: DepthSettings) -> TemporalStabiliser | None:
+    """The temporal stabiliser one source's frames go through, or None."""
+    if settings.stabiliser is None:
+        return None
+    return TemporalStabiliser(settings.kind, settings.near, settings.far, settings.stabiliser, wrap=settings.wrap)
+
+
+def _full_size(prediction: FramePrediction, rgb: np.ndarray, settings: DepthSettings) -> tuple[np.ndarray, np.ndarray]:
+    """The prediction with its holes filled, at the frame's size (edge-aware or bilinear), smoothed."""
+    height, width = rgb.shape[:2]
+    valid = np.asarray(prediction.valid, bool) & np.isfinite(prediction.disparity)
+    disparity = prediction.disparity
+    if valid.any() and not valid.all() and not prediction.filled:
+        disparity = postprocess.fill_holes(disparity, valid, wrap=settings.wrap)
+    elif not valid.any():
+        disparity = np.zeros_like(disparity)
+    if disparity.shape != (height, width):
+        if settings.upsampling == "edge-aware":
+            disparity = postprocess.joint_bilateral_upsample(disparity, rgb, wrap=settings.wrap)
+        else:
+            disparity = postprocess.bilinear_upsample(disparity, height, width, wrap=settings.wrap)
+        valid = postprocess.upsample_valid(valid, height, width)
+    elif settings.refine:
+        disparity = postprocess.refine_edges(disparity, rgb, wrap=settings.wrap)
+    return postprocess.smooth(disparity, settings.smoothing, wrap=settings.wrap), valid
+
+
+def calibrate(disparity: np.ndarray, valid: np.ndarray, settings: DepthSettings) -> FrameDepth:
+    """Distance, disparity and mask of a post-processed disparity map (module docstring)."""
+    if not settings.calibrated:
+        positive = np.isfinite(disparity) & (disparity > 0)
+        return FrameDepth(None, np.where(positive, disparity, 0.0).astype(np.float32), valid & positive)
+    if settings.shot_units:
+        distance, mask = metric_to_distance(disparity, settings.near, settings.far, valid=valid)
+    else:
+        distance, mask = relative_to_distance(disparity, settings.near, settings.far, valid=valid)
+    if settings.sky == "mask":
+        distance, mask = postprocess.mark_far_field(distance, mask, settings.far)
+    inverse = np.zeros(distance.shape, np.float32)
+    np.divide(np.float32(1.0), distance, out=inverse, where=mask)
+    return FrameDepth(distance, inverse, mask)
+
+
+def postprocess_frame(number: int, prediction: FramePrediction, rgb: np.ndarray, settings: DepthSettings,
+                      stabiliser: TemporalStabiliser | None, keep: bool = True) -> FrameDepth | None:
+    """Frame `number`'s depth; None where the frame is only context for the stabiliser (`keep` False)."""
+    disparity, valid = _full_size(prediction, rgb, settings)
+    if stabiliser is not None:
+        disparity = stabiliser.push(number, disparity, valid, rgb).disparity
+    if not keep:
+        return None
+    return calibrate(disparity, valid, settings)

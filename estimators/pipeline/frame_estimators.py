@@ -1,0 +1,302 @@
+"""Frame estimators: what the pipeline's estimate stage calls, one adapter per way of seeing a frame.
+
+Each maps whole RGB frames to a `FramePrediction` (disparity and where it is valid):
+
+- `PlainFrameEstimator`: an estimator (DESIGN.md protocol) run on the whole frame with
+  its rays: an ordinary photo (`perspective`, pinhole rays) or a 360 frame seen at once.
+- `FusionFrameEstimator`: a 360 frame through overlapping views, aligned and blended
+  (panorama.fusion).
+- `StereoFrameEstimator`: a stereo frame (both eyes in one picture) through the stereo
+  matcher; the depth belongs to the left eye (`depth_frame`).
+
+`build_frame_estimator(request, estimator)` picks the adapter a request asks for.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+import numpy as np
+
+from ..errors import BadInputError
+from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
+
+ESTIMATOR_KINDS = ("relative-disparity", "metric-distance")
+# A photo's field of view is unknown; plug-ins get pinhole rays of this one (recorded in the sidecar).
+PHOTO_FOV_DEG = 60.0
+
+
+@dataclass(frozen=True)
+class FramePrediction:
+    """One frame's raw depth: `disparity` float32 [h, w] (relative disparity, or 1/m for
+    metric estimators; [h, w] may be smaller than the frame), `valid` bool [h, w].
+    `filled`: the estimator already filled the invalid pixels (the post stage keeps its fill)."""
+
+    disparity: np.ndarray
+    valid: np.ndarray
+    filled: bool = False
+
+
+class FrameEstimator(Protocol):
+    """Maps whole RGB frames to disparity: what the pipeline drives.
+
+    `kind`: "relative-disparity" or "metric-distance". `batch_size`: frames per
+    `estimate` call. `estimate(frames float32 [N, H, W, 3] 0..1) -> N FramePredictions`.
+    `describe()`: a JSON-ready dict for the sidecar. Optional `depth_frame(frame) -> frame`:
+    the part of a frame the depth belongs to (a stereo estimator's left eye), which the
+    later stages use as the picture (size, guide, preview); without it, the whole frame.
+    """
+
+    kind: str
+    batch_size: int
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]: ...
+
+    def describe(self) -> dict: ...
+
+
+def describe_model(estimator) -> dict:
+    """Name, kind and licence of a registry network (with its device), or a plug-in's name and kind."""
+    spec = getattr(estimator, "spec", None)
+    if spec is None:
+        return {"name": getattr(estimator, "name", type(estimator).__name__), "kind": estimator.kind, "plugin": True}
+    described = {"name": spec.name, "title": spec.title, "kind": spec.kind, "license": spec.license,
+                 "commercial_use": spec.commercial_use}
+    if hasattr(estimator, "device"):
+        described.update(device=str(estimator.device), precision=getattr(estimator, "precision", None))
+    return described
+
+
+def photo_rays(height: int, width: int) -> np.ndarray:
+    """Pinhole rays of a photo looking along +X (+Z up), of the assumed field of view."""
+    from ..panorama.projection import View, look_at
+
+    return View(look_at((1.0, 0.0, 0.0)), PHOTO_FOV_DEG, height, width).rays()
+
+
+def _check_kind(estimator) -> str:
+    kind = getattr(estimator, "kind", None)
+    if kind not in ESTIMATOR_KINDS:
+        raise ValueError(f"estimator kind must be one of {', '.join(ESTIMATOR_KINDS)}, got {kind!r}")
+    return kind
+
+
+def to_prediction(result: np.ndarray, kind: str) -> FramePrediction:
+    """An estimator's output for one frame as disparity: metric distance is inverted."""
+    result = np.asarray(result, dtype=np.float32)
+    finite = np.isfinite(result)
+    if kind == "metric-distance":
+        valid = finite & (result > 0)
+        disparity = np.where(valid, 1.0 / np.where(valid, result, 1.0), 0.0).astype(np.float32)
+        return FramePrediction(disparity, valid)
+    return FramePrediction(np.where(finite, result, 0.0).astype(np.float32), finite)
+
+
+class PlainFrameEstimator:
+    """A protocol estimator run on each whole frame with its rays.
+
+    `projection`: "equirect" (equirect rays) or "perspective" (pinhole rays of a
+    PHOTO_FOV_DEG view along +X). `working_height`: run the estimator on frames
+    area-resized to this height (the post stage brings the result back to full size,
+    edge-aware); None keeps the frame size.
+    """
+
+    def __init__(self, estimator, *, projection: Literal["equirect", "perspective"] = "equirect",
+                 batch_size: int | None = None, working_height: int | None = None):
+        self.kind = _check_kind(estimator)
+        if projection not in ("equirect", "perspective"):
+            raise ValueError(f"projection must be equirect or perspective, got {projection!r}")
+        self.estimator = estimator
+        self.projection = projection
+        self.batch_size = int(batch_size or getattr(estimator, "batch_size", 4))
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+        self.working_height = working_height
+
+    def _rays(self, height: int, width: int) -> np.ndarray:
+        if self.projection == "equirect":
+            from ..panorama.equirect import ray_directions
+
+            return ray_directions(height, width)
+        return photo_rays(height, width)
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Predictions of frames [N, H, W, 3], at the working size."""
+        import cv2
+
+        from ..models.plugins import check_prediction
+
+        frames = np.asarray(frames, dtype=np.float32)
+        height, width = frames.shape[1:3]
+        if self.working_height and self.working_height < height:
+            h = int(self.working_height)
+            w = max(2, round(width * h / height))
+            frames = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in frames])
+            height, width = h, w
+        rays = np.broadcast_to(self._rays(height, width), frames.shape)
+        name = describe_model(self.estimator)["name"]
+        result = check_prediction(self.estimator.predict(frames, np.ascontiguousarray(rays)), frames, name)
+        return [to_prediction(r, self.kind) for r in result]
+
+    def describe(self) -> dict:
+        """Model and adapter settings for the sidecar."""
+        described = {**describe_model(self.estimator), "adapter": "whole frame", "projection": self.projection,
+                     "working_height": self.working_height, "batch_size": self.batch_size}
+        if self.projection == "perspective":
+            described["rays"] = f"pinhole, {PHOTO_FOV_DEG:g} degrees horizontal field of view, looking along +X"
+        return described
+
+
+class FusionFrameEstimator:
+    """360 frames through panorama.fusion (views, alignment, blending), one frame a call.
+
+    The fused disparity (relative: aligned across views, up to one scale and shift per
+    frame; metric: 1/m) and its mask are handed on; near/far calibration happens in the
+    post stage, after stabilisation.
+    """
+
+    batch_size = 1
+
+    def __init__(self, estimator, views="cube", **fusion_options):
+        self.kind = _check_kind(estimator)
+        self.estimator = estimator
+        self.views = views
+        self.fusion_options = fusion_options
+        self.last_timings: dict[str, float] = {}
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Fused predictions of equirect frames [N, H, W, 3]; BadInputError for a frame that is not 360."""
+        from ..panorama.fusion import estimate_equirect
+
+        results = []
+        for frame in frames:
+            try:
+                fused = estimate_equirect(frame, self.estimator, self.views, calibrate=False, **self.fusion_options)
+            except ValueError as error:  # the panorama's input checks: not a usable 360 frame
+                if isinstance(error, BadInputError):
+                    raise
+                raise BadInputError(str(error)) from None
+            self.last_timings = fused.timings
+            results.append(FramePrediction(fused.disparity.astype(np.float32), fused.mask.copy()))
+        return results
+
+    def describe(self) -> dict:
+        """Model and fusion settings for the sidecar."""
+        views = self.views if isinstance(self.views, str) else f"{len(self.views)} views"
+        options = {k: v for k, v in self.fusion_options.items() if isinstance(v, int | float | str | bool)}
+        return {**describe_model(self.estimator), "adapter": "equirect fusion", "views": views, **options}
+
+
+class StereoFrameEstimator:
+    """Stereo frames (both eyes in one picture) through the stereo matcher, one frame a call.
+
+    `layout`: "top-bottom" (left eye on top) or "side-by-side" (left eye on the left).
+    `projection` "equirect": omni-directional stereo (stereo.estimate_stereo_equirect with
+    `ipd`, `pole_merge` and the search range `min_distance`..`max_distance`); the kind is
+    metric-distance and the disparity handed on is 1/m. `projection` "perspective": a
+    rectified pair; the disparity is in pixels, which is inverse depth times focal length
+    and baseline, so the kind is relative-disparity. The depth belongs to the left eye
+    (`depth_frame`). The eye order is checked on the first frame only; `warn(message)`
+    receives each warning (default: warnings.warn).
+    """
+
+    batch_size = 1
+
+    def __init__(self, layout: str, *, projection: Literal["equirect", "perspective"] = "equirect",
+                 ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
+                 min_distance: float = STEREO_NEAR, max_distance: float = STEREO_FAR,
+                 warn: Callable[[str], None] | None = None):
+        if layout not in ("top-bottom", "side-by-side"):
+            raise ValueError(f"layout must be 'top-bottom' or 'side-by-side', got {layout!r}")
+        if projection not in ("equirect", "perspective"):
+            raise ValueError(f"projection must be equirect or perspective, got {projection!r}")
+        self.layout = layout
+        self.projection = projection
+        self.kind = "metric-distance" if projection == "equirect" else "relative-disparity"
+        self.ipd = float(ipd)
+        self.pole_merge = pole_merge
+        self.min_distance, self.max_distance = float(min_distance), float(max_distance)
+        self.warn = warn
+        self._checked_eye_order = False
+
+    def depth_frame(self, frame: np.ndarray) -> np.ndarray:
+        """The left eye of a stereo frame."""
+        from ..stereo import split_stereo
+
+        return split_stereo(frame, self.layout)[0]
+
+    def eye_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of one eye of a frame of this size; BadInputError if it does not split."""
+        try:
+            eye = self.depth_frame(np.broadcast_to(np.uint8(0), (height, width)))
+        except ValueError as error:
+            raise BadInputError(str(error)) from None
+        return eye.shape[1], eye.shape[0]
+
+    def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
+        from ..stereo import estimate_stereo_equirect, estimate_stereo_perspective, split_stereo
+
+        left, right = split_stereo(frame, self.layout)
+        check = not self._checked_eye_order
+        if self.projection == "equirect":
+            depth = estimate_stereo_equirect(left, right, ipd=self.ipd, pole_merge=self.pole_merge,
+                                             min_distance=self.min_distance, max_distance=self.max_distance,
+                                             check_eye_order=check)
+            inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
+            prediction = FramePrediction(inverse, depth.mask.copy())
+        else:
+            disparity, mask = estimate_stereo_perspective(left, right, check_eye_order=check)
+            prediction = FramePrediction(disparity.astype(np.float32), mask & (disparity > 0), filled=True)
+        self._checked_eye_order = True
+        return prediction
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Left-eye predictions of stereo frames [N, H, W, 3]; BadInputError for a frame that is no stereo pair."""
+        results = []
+        for frame in frames:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    results.append(self._estimate_one(frame))
+                except ValueError as error:  # split_stereo / check_stereo_pair: not a usable pair
+                    raise BadInputError(f"stereo {self.layout} frame: {error}") from None
+            for warning in caught:
+                if self.warn is not None:
+                    self.warn(str(warning.message))
+                else:
+                    warnings.warn(warning.message, stacklevel=2)
+        return results
+
+    def describe(self) -> dict:
+        """Matcher settings for the sidecar."""
+        from ..models import registry
+
+        spec = registry.get("stereo")
+        described = {"name": spec.name, "title": spec.title, "kind": self.kind, "license": spec.license,
+                     "commercial_use": spec.commercial_use, "adapter": "stereo matching", "layout": self.layout,
+                     "projection": self.projection, "eye": "left"}
+        if self.projection == "equirect":
+            described.update(geometry="omni-directional stereo (ODS), parallel eyes", ipd=self.ipd,
+                             pole_merge=list(self.pole_merge) if self.pole_merge else None,
+                             min_distance=self.min_distance, max_distance=self.max_distance,
+                             distance="metres from the camera centre along each ray; off the mask, max_distance",
+                             disparity="1 / distance (1/m); 0 off the mask")
+        else:
+            described["disparity"] = ("pixels of the left eye (column left - column right); off the mask, "
+                                      "the disparity of the background neighbours")
+        return described
+
+
+def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[str], None] | None = None):
+    """The adapter `request` asks for, around `estimator` (None for the stereo matcher)."""
+    if request.stereo:
+        near = request.near if request.near is not None else STEREO_NEAR
+        far = request.far if request.far is not None else STEREO_FAR
+        return StereoFrameEstimator(request.layout, projection=request.projection, ipd=request.ipd,
+                                    pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn)
+    if request.projection == "perspective":
+        return PlainFrameEstimator(estimator, projection="perspective")
+    return FusionFrameEstimator(estimator, request.views or "cube")

@@ -1,0 +1,432 @@
+"""One pipeline for every input: read -> estimate -> post-process -> write.
+
+`run(request)` is the engine's entry: the command line, the Blender worker and operators,
+the headless script and the benchmarks all call it. A still image is a one-frame
+sequence: stills, image sequences and videos, mono and stereo, equirect and
+perspective, all take the same stages, each on a thread of its own joined by bounded
+queues (pipeline.stages):
+
+1. read: frames decoded in order (pipeline.sources), only those needed;
+2. estimate: batches through the frame estimator (pipeline.frame_estimators);
+3. post-process: holes, resampling, smoothing, temporal stabilisation, calibration
+   (pipeline.frame_depth), frames in order;
+4. write: every file atomically, then the progress report (pipeline.outputs).
+
+Before any work a run checks the request, probes the inputs and compares its options
+with those recorded for finished frames (pipeline.resume). A frame is complete or
+absent; the sidecar records the run (pipeline.sidecar).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+from ..errors import BadInputError, Depth360Error
+from ..video.temporal import StabiliserSettings
+from . import resume
+from .frame_depth import make_stabiliser, postprocess_frame
+from .frame_estimators import build_frame_estimator
+from .outputs import OutputLayout, describe_outputs, render_frame, write_frame
+from .progress import Progress
+from .request import EstimateRequest
+from .settings import DepthSettings, resolve_settings, saved_kinds, uncalibrated_note
+from .sidecar import Sidecar, end_content, recorded_model, start_content
+from .sources import Source, open_sources
+from .stages import END, StageThreads
+
+QUEUE_FRAMES = 4  # frames buffered between stages, beyond one batch
+
+
+@dataclass(frozen=True)
+class SourceResult:
+    """What a run did with one input. `written`: frames written now; `skipped`: already
+    complete; `context`: estimated only to give the stabiliser its history."""
+
+    path: Path
+    name: str
+    still: bool
+    folder: Path
+    first: int
+    last: int
+    written: tuple[int, ...]
+    skipped: tuple[int, ...]
+    context: tuple[int, ...]
+    sidecar: Path
+    files: tuple[str, ...]
+    preview_video: Path | None
+    timings: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def fps(self) -> float:
+        """Frames written per second of wall time."""
+        wall = self.timings.get("wall", 0.0)
+        return len(self.written) / wall if wall > 0 else 0.0
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """Every input's result, in order, and the seconds spent loading the model."""
+
+    sources: tuple[SourceResult, ...]
+    load_s: float = 0.0
+
+    def summary_lines(self) -> list[str]:
+        """One line per input: what was written where (what the command line prints)."""
+        lines = []
+        for source in self.sources:
+            if source.still:
+                files = ", ".join(source.files) or "nothing new (already complete)"
+                lines.append(f"{source.path}: {files} in {source.folder} ({source.timings.get('wall', 0.0):.2f} s)")
+            else:
+                lines.append(f"{source.path}: {len(source.written)} frames written, {len(source.skipped)} already "
+                             f"complete, in {source.folder}")
+        return lines
+
+
+def _prefixed(error: Depth360Error, path: Path) -> Depth360Error:
+    """The error, its message starting with the input's path where it does not name it yet."""
+    if str(path) in str(error):
+        return error
+    return type(error)(f"{path}: {error}")
+
+
+def _resolve_range(source: Source, frames: tuple[int, int | None] | None) -> tuple[int, int | None]:
+    first, last = frames if frames is not None else (1, None)
+    count = source.frame_count if source.frame_count_exact else None
+    if count is not None:
+        if first > count:
+            raise BadInputError(f"{source.path} has {count} frames; --frames starts at {first}")
+        if last is not None and last > count:
+            raise BadInputError(f"{source.path} has {count} frames; --frames ends at {last}")
+        last = count if last is None else last
+    return first, last
+
+
+def check_output_folder(folder: Path) -> None:
+    """Depth360Error unless `folder` can be created and written; creates nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory")
+        handle, probe = tempfile.mkstemp(dir=existing, prefix=".depth360-write-test-", suffix=".tmp")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise Depth360Error(f"cannot write to output folder {folder}: {error.strerror or error}") from None
+
+
+def check_sources(request: EstimateRequest, sources: list[Source]) -> None:
+    """Usage errors about the inputs: frames and rgbd on stills, frame sizes the path cannot use."""
+    for source in sources:
+        if source.still and request.frames is not None:
+            raise BadInputError(f"{source.path}: --frames applies to videos and image sequences, not to a still image")
+        if source.still and "rgbd" in request.saved:
+            raise BadInputError(f"{source.path}: --save rgbd is written for videos and image sequences only")
+        if source.size is None:
+            continue
+        width, height = source.size
+        if request.stereo:
+            width, height = build_frame_estimator(request, None).eye_size(width, height)
+        if request.projection == "equirect" and width != 2 * height:
+            what = "each eye" if request.stereo else "the frame"
+            raise BadInputError(f"{source.path}: 360 footage must be twice as wide as high, {what} is "
+                                f"{width}x{height} (use --projection perspective for ordinary footage)")
+
+
+def expected_kind(request: EstimateRequest) -> str | None:
+    """The estimator kind a request's model has, known before loading it (None for a plug-in)."""
+    from ..models import plugins, registry
+
+    if request.stereo:
+        return "metric-distance" if request.projection == "equirect" else "relative-disparity"
+    if plugins.is_plugin_reference(request.model):
+        return None
+    try:
+        return registry.get(request.model).kind
+    except ValueError as error:
+        raise BadInputError(str(error)) from None
+
+
+def load_model(request: EstimateRequest):
+    """The request's estimator (a registry network with its weights, or a plug-in); None for stereo."""
+    if request.stereo:
+        return None
+    from ..models.network_estimator import load_estimator
+
+    return load_estimator(request.model, request.models_dir, request.device, request.precision)
+
+
+def _total_frames(request: EstimateRequest, sources: list[Source]) -> int:
+    total = 0
+    for source in sources:
+        first, last = request.frames or (1, None)
+        last = last if last is not None else (source.frame_count or first)
+        total += max(0, last - first + 1)
+    return total
+
+
+def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
+        stabiliser: StabiliserSettings | None = None,
+        stdout: TextIO | None = None, stderr: TextIO | None = None) -> RunResult:
+    """Run `request` (module docstring); the result of every input.
+
+    `estimator`: an estimator object to use instead of loading `request.model`;
+    `frame_estimator`: a whole frame estimator (pipeline.frame_estimators) to use as is;
+    `stabiliser`: tuned temporal settings. Raises BadInputError (exit 2) for bad usage or
+    input, naming the file, before anything of that input is written; WeightsMissingError;
+    Depth360Error for an unwritable output folder.
+    """
+    stderr = stderr or sys.stderr
+    request.check()
+    sources = open_sources(request.inputs)
+    check_sources(request, sources)
+    kind = frame_estimator.kind if frame_estimator is not None else expected_kind(request)
+    if kind is not None:
+        resolve_settings(request, kind)  # usage errors (distance without near/far) before loading
+    for source in sources:
+        check_output_folder(Path(request.output_dir) / ("" if source.still else source.name))
+    started = time.perf_counter()
+    if frame_estimator is None and estimator is None:
+        estimator = load_model(request)
+    load_s = time.perf_counter() - started
+    reporter = Progress(_total_frames(request, sources), request.progress, stdout=stdout, stderr=stderr)
+    results = []
+    try:
+        for source in sources:
+            reporter.relabel(source.name)
+            try:
+                results.append(SourceRun(request, source, frame_estimator, reporter, stabiliser, stderr,
+                                         estimator, load_s).run())
+            except Depth360Error as error:
+                raise _prefixed(error, source.path) from None
+    finally:
+        reporter.finish()
+    return RunResult(tuple(results), load_s)
+
+
+class SourceRun:
+    """One input through the four stages (module docstring)."""
+
+    def __init__(self, request: EstimateRequest, source: Source, frame_estimator, reporter: Progress,
+                 stabiliser: StabiliserSettings | None, stderr: TextIO, estimator=None, load_s: float = 0.0):
+        self.request = request
+        self.load_s = load_s
+        self.source = source
+        self.reporter = reporter
+        self.stderr = stderr
+        self.warnings: list[str] = []
+        if frame_estimator is None:
+            frame_estimator = build_frame_estimator(request, estimator, warn=self.warn)
+        self.frame_estimator = frame_estimator
+        self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser)
+        self.save = saved_kinds(request, self.settings)
+        self.plate = hasattr(frame_estimator, "depth_frame")
+        self.first, self.last = _resolve_range(source, request.frames)
+        ranged = request.frames is not None
+        self.layout = OutputLayout.for_source(source, Path(request.output_dir), self.first, self.last, ranged)
+        self.notes: list[str] = list(source.notes)
+        self.written: list[int] = []
+        self.context_frames: list[int] = []
+        self.png16_ranges: dict[str, tuple[float, float]] = {}
+        self.last_seen = 0
+        self.stages = StageThreads()
+
+    def warn(self, message: str) -> None:
+        """A warning about this input: on stderr (off the bar's line) and in the sidecar."""
+        self.warnings.append(message)
+        print(f"{self.reporter.clear_line()}warning: {self.source.path}: {message}", file=self.stderr, flush=True)
+
+    def recorded_options(self) -> dict:
+        """Everything that changes this input's depth (compared when a later run resumes)."""
+        return {"model": recorded_model(self.frame_estimator.describe()), "depth": self.settings.recorded(),
+                "input": self.source.identity()}
+
+    def _plan(self) -> None:
+        """Compare with the recorded options, clear stale temporaries, decide which frames to compute."""
+        note = uncalibrated_note(self.request, self.settings)
+        if note is not None:
+            print(f"note: {note}", file=self.stderr)
+        self.notes += resume.check_recorded_options(self.layout, self.recorded_options(), self.request.overwrite)
+        resume.remove_stale_temporaries(self.layout)
+        for message in self.source.notes:
+            print(f"warning: {message}", file=self.stderr)
+        self._complete: dict[int, bool] = {}
+        last = self.last
+        self.skipped = [n for n in range(self.first, last + 1) if not self.to_write(n)] if last is not None else []
+        self.reporter.skipped(len(self.skipped))
+        context = self.settings.context_frames
+        self.start = next((n for n in range(max(1, self.first - context), (last or self.first) + 1)
+                           if self.needed(n)), None)
+        if last is None:
+            self.start = max(1, self.first - context)
+
+    def complete(self, number: int) -> bool:
+        if number not in self._complete:
+            self._complete[number] = resume.frame_is_complete(self.layout, self.save, number, self.plate)
+        return self._complete[number]
+
+    def to_write(self, number: int) -> bool:
+        return number >= self.first and (self.last is None or number <= self.last) and not self.complete(number)
+
+    def needed(self, number: int) -> bool:
+        return any(self.to_write(m) for m in range(number, number + self.settings.context_frames + 1))
+
+    def run(self) -> SourceResult:
+        """Plan, run the stages, close the sidecar; the result (raises the first stage error)."""
+        started = time.perf_counter()
+        self._plan()
+        batch = max(1, int(self.frame_estimator.batch_size))
+        self.read_q: queue.Queue = queue.Queue(maxsize=batch + QUEUE_FRAMES)
+        self.estimated_q: queue.Queue = queue.Queue(maxsize=batch + QUEUE_FRAMES)
+        self.files_q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+        self.sidecar = Sidecar(self.layout.sidecar)
+        self.preview = None
+        if "preview" in self.save and self.layout.preview_video is not None:
+            from ..media.preview_video import PreviewVideo
+
+            self.preview = PreviewVideo(self.layout.preview_video, self.source.fps)
+        error = None
+        try:
+            for name, function in (("read", self.read), ("estimate", self.estimate), ("post", self.post),
+                                   ("write", self.write)):
+                self.stages.start(name, function)
+            self.stages.join()
+        except BaseException as caught:
+            error = caught
+            raise
+        finally:
+            self._close(error, time.perf_counter() - started)
+        return self._result(time.perf_counter() - started)
+
+    def read(self) -> None:
+        """Stage 1: decode the frames needed, in order."""
+        if self.start is None:
+            self.stages.put(self.read_q, END)
+            return
+        tick = time.perf_counter()
+        for number, rgb in self.source.frames(self.start, self.last, wanted=self.needed):
+            self.last_seen = max(self.last_seen, number)
+            self.stages.add_busy("read", time.perf_counter() - tick)
+            self.reporter.start()
+            self.stages.put(self.read_q, (number, rgb, self.to_write(number)))
+            tick = time.perf_counter()
+        self.stages.put(self.read_q, END)
+
+    def estimate(self) -> None:
+        """Stage 2: batches of frames through the frame estimator."""
+        import numpy as np
+
+        batch = max(1, int(self.frame_estimator.batch_size))
+        depth_frame: Callable | None = getattr(self.frame_estimator, "depth_frame", None)
+        done = False
+        while not done:
+            items = []
+            while len(items) < batch and (item := self.stages.get(self.read_q)) is not END:
+                items.append(item)
+            done = len(items) < batch
+            if not items:
+                continue
+            tick = time.perf_counter()
+            predictions = self.frame_estimator.estimate(np.stack([rgb for _, rgb, _ in items]))
+            self.stages.add_busy("estimate", time.perf_counter() - tick)
+            for stage, seconds in getattr(self.frame_estimator, "last_timings", {}).items():
+                self.stages.add_busy(f"estimate_{stage}", seconds)  # the 360 fusion's own stages
+            if len(predictions) != len(items):
+                raise ValueError(f"frame estimator returned {len(predictions)} predictions for {len(items)} frames")
+            for (number, rgb, keep), prediction in zip(items, predictions, strict=True):
+                picture = depth_frame(rgb) if depth_frame is not None else rgb
+                self.stages.put(self.estimated_q, (number, picture, keep, prediction))
+        self.stages.put(self.estimated_q, END)
+
+    def post(self) -> None:
+        """Stage 3: post-process and stabilise in order; render the files of the frames to write."""
+        stabiliser = make_stabiliser(self.settings)
+        while (item := self.stages.get(self.estimated_q)) is not END:
+            number, picture, keep, prediction = item
+            tick = time.perf_counter()
+            depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep)
+            if depth is None:
+                self.context_frames.append(number)
+            else:
+                files = render_frame(number, self.layout, self.save, picture, depth, self.settings, self.plate)
+                self.stages.put(self.files_q, files)
+            self.stages.add_busy("post", time.perf_counter() - tick)
+        self.stages.put(self.files_q, END)
+
+    def write(self) -> None:
+        """Stage 4: the sidecar before the first file, then each frame's files and the preview video."""
+        emitted = self.first - 1  # the last frame put into the preview video
+        while (files := self.stages.get(self.files_q)) is not END:
+            tick = time.perf_counter()
+            if not self.sidecar.written:
+                self.sidecar.write(**self._start_content(), size={"width": files.size[0], "height": files.size[1]})
+            self.png16_ranges.update(write_frame(self.layout, files))
+            if self.preview is not None:
+                self._preview_until(emitted, files.number)
+                self.preview.add(files.preview)
+                emitted = files.number
+            self.stages.add_busy("write", time.perf_counter() - tick)
+            self.written.append(files.number)
+            self.reporter.frame_done(files.number)
+        if self.preview is not None:
+            end = self.last if self.last is not None else max(self.last_seen, emitted)
+            self._preview_until(emitted, end + 1)
+
+    def _preview_until(self, emitted: int, number: int) -> None:
+        """Put the previews of already complete frames emitted+1 .. number-1 into the video."""
+        from ..media.previews import read_rgb_png
+
+        for earlier in range(emitted + 1, number):
+            self.preview.add(read_rgb_png(self.layout.folder / self.layout.file_name("preview", earlier, "png")))
+
+    def _start_content(self) -> dict:
+        run_options = {"save": list(self.save), "device": self.request.device, "precision": self.request.precision,
+                       "projection": self.request.projection, "layout": self.request.layout,
+                       "views": self.request.views, "overwrite": self.request.overwrite}
+        outputs = describe_outputs(self.layout, self.save, self.settings, self.plate, self.png16_ranges)
+        return start_content(self.source, self.frame_estimator.describe(), self.recorded_options(), run_options,
+                             self.first, self.last, self.settings.context_frames, outputs)
+
+    def _frames_summary(self) -> dict:
+        last = self.last if self.last is not None else max([self.last_seen, *self.written, self.first])
+        return {"first": self.first, "last": last, "written": len(self.written),
+                "skipped_complete": len(self.skipped), "context_estimated": len(self.context_frames),
+                "context_rule": f"frame t depends on frames t-{self.settings.context_frames}..t"}
+
+    def _close(self, error: BaseException | None, wall: float) -> None:
+        """Close the preview video and the sidecar: complete, or failed with the error."""
+        success = error is None
+        video = self.preview.close(success) if self.preview is not None else None
+        if not self.sidecar.written:
+            return  # nothing of this input was written now: leave the folder as it was
+        timings = {"wall": wall, "load_model": self.load_s, **self.stages.busy}
+        updates = end_content("complete" if success else "failed", self._frames_summary(), timings,
+                              len(self.written), self.warnings, self.notes, video, error)
+        updates["outputs"] = describe_outputs(self.layout, self.save, self.settings, self.plate, self.png16_ranges)
+        if "stereo" in self.sidecar.content:
+            updates["stereo"] = {**self.sidecar.content["stereo"], "warnings": list(self.warnings)}
+        self.sidecar.write(**updates)
+
+    def _result(self, wall: float) -> SourceResult:
+        frames = self._frames_summary()
+        files = tuple(name for number in self.written for name in self.layout.frame_files(self.save, number, self.plate))
+        timings = {"wall": wall, **self.stages.busy}
+        return SourceResult(
+            path=self.source.path, name=self.source.name, still=self.source.still, folder=self.layout.folder,
+            first=self.first, last=frames["last"], written=tuple(self.written), skipped=tuple(self.skipped),
+            context=tuple(self.context_frames), sidecar=self.layout.sidecar, files=files,
+            preview_video=self.layout.preview_video if self.preview is not None and self.preview.frames else None,
+            timings=timings, notes=tuple(self.notes), warnings=tuple(self.warnings),
+        )

@@ -1,0 +1,121 @@
+"""`DepthSettings`: a request resolved against its estimator's kind: the rules every frame follows.
+
+Distance needs calibration. Metric estimators (and 360 stereo) are metric: distance is
+1/disparity clamped to [near, far] (defaults 0.01 m / 1000 m, only a clamp). Relative
+estimators follow the near/far rule of postprocess.calibration (defaults 1 m / 100 m
+for 360 footage). A relative estimator on an ordinary photo (or a rectified stereo pair)
+without --near/--far stays uncalibrated: no distance is written, and `disparity` is the
+estimator's own output (exactly the official model's for a photo).
+
+Temporal stabilisation needs calibration as well: its alignment puts relative disparity
+into shot units (near/far rule applied once to the static scene), its filter averages
+metric or aligned disparity. Uncalibrated output is the estimator's own, unstabilised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from ..errors import BadInputError
+from ..postprocess import Smoothing
+from ..video.temporal import StabiliserSettings
+from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
+
+# Near/far defaults (metres): relative models on 360 footage; metric ones are only clamped.
+RELATIVE_NEAR, RELATIVE_FAR = 1.0, 100.0
+METRIC_NEAR, METRIC_FAR = 0.01, 1000.0
+# Colour range of previews and RGBD depth for a metric model without user near/far.
+METRIC_DISPLAY_NEAR, METRIC_DISPLAY_FAR = 1.0, 100.0
+
+
+@dataclass(frozen=True)
+class DepthSettings:
+    """How one source's frames become depth (see the module docstring).
+
+    `calibrated`: distance is written (False: relative output without near/far).
+    `shot_units`: the post-processed disparity already is 1/m (metric, or relative
+    aligned by the stabiliser), so distance is only its clamped inverse; otherwise each
+    frame follows the near/far percentile rule. `stabiliser`: None when not stabilising.
+    """
+
+    kind: str
+    calibrated: bool
+    near: float
+    far: float
+    display_near: float
+    display_far: float
+    stabiliser: StabiliserSettings | None
+    upsampling: str = "edge-aware"
+    refine: bool = False
+    smoothing: Smoothing = "none"
+    sky: str = "keep"
+    wrap: bool = True
+
+    @property
+    def metric(self) -> bool:
+        return self.kind == "metric-distance"
+
+    @property
+    def shot_units(self) -> bool:
+        return self.metric or (self.stabiliser is not None and self.stabiliser.align)
+
+    @property
+    def context_frames(self) -> int:
+        """Frames before a chunk's first one that its first frame depends on."""
+        return self.stabiliser.context_frames if self.stabiliser is not None else 0
+
+    def recorded(self) -> dict:
+        """The settings as recorded in the sidecar and compared when a run resumes."""
+        return {
+            "kind": self.kind, "calibrated": self.calibrated, "near": self.near, "far": self.far,
+            "stabilise": asdict(self.stabiliser) if self.stabiliser is not None else None,
+            "upsampling": self.upsampling, "refine": self.refine, "smoothing": self.smoothing,
+            "sky": self.sky, "wrap": self.wrap,
+        }
+
+
+def resolve_settings(request: EstimateRequest, kind: str,
+                     stabiliser: StabiliserSettings | None = None) -> DepthSettings:
+    """The request's depth settings for an estimator of `kind`; BadInputError for a contradiction."""
+    metric = kind == "metric-distance"
+    user_range = request.near is not None
+    calibrated = metric or user_range or request.projection == "equirect"
+    if request.stereo and request.projection == "equirect" and not user_range:
+        near, far = STEREO_NEAR, STEREO_FAR
+        display = (near, far)
+    elif user_range:
+        near, far = float(request.near), float(request.far)
+        display = (near, far)
+    else:
+        near, far = (METRIC_NEAR, METRIC_FAR) if metric else (RELATIVE_NEAR, RELATIVE_FAR)
+        display = (METRIC_DISPLAY_NEAR, METRIC_DISPLAY_FAR) if metric else (near, far)
+    if not 0.0 < near < far:
+        raise BadInputError(f"--near ({near}) must be positive and less than --far ({far})")
+    if not calibrated and "distance" in request.saved and request.save is not None:
+        what = ("a rectified stereo pair (disparity in pixels)" if request.stereo
+                else f"the relative model {request.model!r}")
+        raise BadInputError(f"distance from {what} needs --near and --far "
+                            "(the documented rule in `depth360 estimate --help`), or save disparity instead")
+    stabilise = request.stabilise and calibrated
+    return DepthSettings(
+        kind=kind, calibrated=calibrated, near=near, far=far, display_near=display[0], display_far=display[1],
+        stabiliser=(stabiliser or StabiliserSettings()) if stabilise else None,
+        refine=request.refine, smoothing=request.smoothing, sky=request.sky,
+        wrap=request.projection == "equirect",
+    )
+
+
+def saved_kinds(request: EstimateRequest, settings: DepthSettings) -> tuple[str, ...]:
+    """The kinds to write: uncalibrated output writes disparity where the default asks for distance."""
+    save = request.saved
+    if settings.calibrated or request.save is not None:
+        return save
+    return tuple(dict.fromkeys("disparity" if k == "distance" else k for k in save))
+
+
+def uncalibrated_note(request: EstimateRequest, settings: DepthSettings) -> str | None:
+    """The note printed when the default distance is replaced by disparity."""
+    if settings.calibrated or request.save is not None or "distance" not in request.saved:
+        return None
+    what = "stereo pair" if request.stereo else "relative model"
+    return f"{what} without --near/--far: writing disparity instead of distance"

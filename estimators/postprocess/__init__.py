@@ -1,0 +1,3 @@
+"""Post-processing."""
+
+from .filters import *  # noqa: F403

@@ -1,0 +1,3 @@
+"""Stereo."""
+
+from .matching import *  # noqa: F403

@@ -22,8 +22,8 @@ VIEW_ITEMS = [
 # makes the bpy 4.2 module crash when Python exits.
 MODEL_ITEMS = [(spec.name, spec.title, spec.summary) for spec in registry.all_specs()]
 
-# Blender 5.0 asks path properties to declare that they accept "//"; 4.2 has no such option.
-_BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (5, 0, 0) else set()
+# Blender 4.5 and 5.0 ask path properties to declare that they accept "//"; 4.2 has no such option.
+_BLEND_RELATIVE = {"PATH_SUPPORTS_BLEND_RELATIVE"} if bpy.app.version >= (4, 5, 0) else set()
 
 
 class Depth360SceneSettings(bpy.types.PropertyGroup):

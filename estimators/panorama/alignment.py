@@ -155,6 +155,36 @@ def robust_spread(values: np.ndarray) -> float:
     return spread if spread > 0 else max(float(np.abs(finite).max()), 1.0)
 
 
+def _check_inputs(disparities, views, kind: str, grid: int, iterations: int) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown estimator kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if len(disparities) != len(views):
+        raise ValueError(f"got {len(disparities)} disparity maps for {len(views)} views")
+    if grid < 1:
+        raise ValueError(f"alignment grid must have at least 1 control point per side, got {grid}")
+    if iterations < 1:
+        raise ValueError(f"alignment needs at least 1 iteration, got {iterations}")
+
+
+def _normalised_maps(disparities, views, valid, metric: bool):
+    """Each view's map and where it is usable, relative maps centred on their median and
+    divided by their spread (so the solve is scale-free); (maps, centre, normaliser)."""
+    n_views = len(views)
+    maps = []
+    normaliser = np.ones(n_views)
+    centre = np.zeros(n_views)
+    for i, (d, view) in enumerate(zip(disparities, views, strict=True)):
+        d = np.asarray(d, dtype=np.float64)
+        if d.shape != (view.height, view.width):
+            raise ValueError(f"view {i}: disparity shape {d.shape} does not match the view's {(view.height, view.width)}")
+        ok = np.isfinite(d) if valid is None else np.isfinite(d) & np.asarray(valid[i], dtype=bool)
+        if not metric:
+            normaliser[i] = robust_spread(d[ok])
+            centre[i] = float(np.median(d[ok])) if ok.any() else 0.0
+        maps.append((np.where(ok, d - centre[i], 0.0) / normaliser[i], ok))
+    return maps, centre, normaliser
+
+
 def align_views(
     disparities: list[np.ndarray],
     views: tuple[View, ...],
@@ -186,29 +216,10 @@ def align_views(
     `iterations`: IRLS passes of each stage; `robust=False` solves plain least squares.
     `valid`: optional bool masks per view of pixels to use.
     """
-    if kind not in KINDS:
-        raise ValueError(f"unknown estimator kind {kind!r}; expected one of {', '.join(KINDS)}")
-    if len(disparities) != len(views):
-        raise ValueError(f"got {len(disparities)} disparity maps for {len(views)} views")
-    if grid < 1:
-        raise ValueError(f"alignment grid must have at least 1 control point per side, got {grid}")
-    if iterations < 1:
-        raise ValueError(f"alignment needs at least 1 iteration, got {iterations}")
+    _check_inputs(disparities, views, kind, grid, iterations)
     n_views = len(views)
     metric = kind == "metric-distance"
-
-    maps = []
-    normaliser = np.ones(n_views)
-    centre = np.zeros(n_views)
-    for i, (d, view) in enumerate(zip(disparities, views, strict=True)):
-        d = np.asarray(d, dtype=np.float64)
-        if d.shape != (view.height, view.width):
-            raise ValueError(f"view {i}: disparity shape {d.shape} does not match the view's {(view.height, view.width)}")
-        ok = np.isfinite(d) if valid is None else np.isfinite(d) & np.asarray(valid[i], dtype=bool)
-        if not metric:
-            normaliser[i] = robust_spread(d[ok])
-            centre[i] = float(np.median(d[ok])) if ok.any() else 0.0
-        maps.append((np.where(ok, d - centre[i], 0.0) / normaliser[i], ok))
+    maps, centre, normaliser = _normalised_maps(disparities, views, valid, metric)
 
     def identity(g: int) -> Alignment:
         return Alignment(kind, np.ones((n_views, g, g)), np.zeros((n_views, g, g)), centre, normaliser, 0.0, 0.0, 0)

@@ -204,19 +204,7 @@ def estimate_equirect(
     timings["project"] = t1 - t0
     timings["predict"] = t2 - t1
 
-    if metric:
-        # Metric results are distances: align their inverses, by scale only (alignment.py).
-        with np.errstate(divide="ignore", invalid="ignore"):
-            disparities = [np.where(r > 0, 1.0 / r, np.nan).astype(np.float32) for r in raw]
-    else:
-        disparities = raw
-    valid = [np.isfinite(d) for d in disparities]
-    alignment = None
-    if align and len(views) > 1:
-        alignment = align_views(disparities, views, kind=kind, grid=grid, valid=valid, **align_options)
-        aligned = alignment.apply([np.where(v, d, 0.0) for d, v in zip(disparities, valid, strict=True)], views)
-    else:
-        aligned = naive_ray_disparity(disparities, views, kind)
+    aligned, valid, alignment = align_predictions(raw, views, kind, align=align, grid=grid, **align_options)
     t3 = time.perf_counter()
     timings["align"] = t3 - t2
 
@@ -224,16 +212,32 @@ def estimate_equirect(
     t4 = time.perf_counter()
     timings["merge"] = t4 - t3
     seen = weight > 0
-    if not calibrate:
-        distance, mask = None, seen
-    elif metric:
-        distance, mask = metric_to_distance(merged, near, far, valid=seen)
-    else:
-        distance, mask = relative_to_distance(merged, near, far, valid=seen)
+    distance, mask = None, seen
     if calibrate:
+        calibrated = metric_to_distance if metric else relative_to_distance
+        distance, mask = calibrated(merged, near, far, valid=seen)
         timings["calibrate"] = time.perf_counter() - t4
     # blend_to_equirect leaves unseen pixels at 0: `merged` already is the disparity to return.
     return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment)
+
+
+def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str, *, align: bool = True,
+                      grid: int = 4, **align_options: Any) -> tuple[list[np.ndarray], list[np.ndarray], Alignment | None]:
+    """Views' predictions as aligned disparity along their rays: (aligned, valid per view, the solve or None).
+
+    Metric results are distances: their inverses are aligned, by scale only (alignment.py).
+    """
+    if kind == "metric-distance":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            disparities = [np.where(r > 0, 1.0 / r, np.nan).astype(np.float32) for r in raw]
+    else:
+        disparities = raw
+    valid = [np.isfinite(d) for d in disparities]
+    if not align or len(views) < 2:
+        return naive_ray_disparity(disparities, views, kind), valid, None
+    alignment = align_views(disparities, views, kind=kind, grid=grid, valid=valid, **align_options)
+    aligned = alignment.apply([np.where(v, d, 0.0) for d, v in zip(disparities, valid, strict=True)], views)
+    return aligned, valid, alignment
 
 
 def naive_ray_disparity(disparities: list[np.ndarray], views: tuple[View, ...], kind: str) -> list[np.ndarray]:

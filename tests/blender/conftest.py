@@ -1,4 +1,4 @@
-"""Fixtures for tests that run inside real Blender (the `bpy` module: 5.0.x or 4.2 LTS).
+"""Fixtures for tests that run inside real Blender (the `bpy` module: 5.0.x, 4.5 LTS or 4.2 LTS).
 
 Blender's user folders (preferences, extension repositories) are redirected to a
 temporary folder before `bpy` is first imported, so tests never touch a real setup.

@@ -71,14 +71,16 @@ OPTION_NAMES = {
     "model.layout": "--layout", "model.ipd": "--ipd", "model.pole_merge": "--pole-merge",
     "model.min_distance": "--near", "model.max_distance": "--far", "depth.near": "--near",
     "depth.far": "--far", "depth.smoothing": "--smoothing", "depth.sky": "--sky", "depth.refine": "--refine",
-    "depth.stabilise": "--no-stabilise", "depth.calibrated": "--near/--far", "depth.kind": "--model",
+    "depth.calibrated": "--near/--far", "depth.kind": "--model",
     "input.bytes": "the input file (its size)", "input.modified_ns": "the input file (modified since)",
 }
 
 
+def _stabilisation(value) -> str:
+    return "off" if value is None else "on"
+
+
 def _option_name(key: str) -> str:
-    if key.startswith("depth.stabilise."):
-        return "stabiliser settings"
     return OPTION_NAMES.get(key, key)
 
 
@@ -86,9 +88,14 @@ def differences(recorded: dict | None, current: dict) -> list[str]:
     """'option: recorded -> now' for each recorded option that differs (JSON-normalised)."""
     if recorded is None:
         return ["options not recorded (made by another version, or by hand)"]
-    old = _flatten(json.loads(json.dumps(recorded)))
-    new = _flatten(json.loads(json.dumps(current)))
+    recorded, current = json.loads(json.dumps(recorded)), json.loads(json.dumps(current))
     changed: dict[str, str] = {}
+    was, now = (options.get("depth", {}).pop("stabilise", None) for options in (recorded, current))
+    if (was is None) != (now is None):
+        changed["--no-stabilise"] = f"--no-stabilise: stabilisation {_stabilisation(was)} -> {_stabilisation(now)}"
+    elif was != now:
+        changed["stabiliser"] = f"stabiliser settings {was} -> {now}"
+    old, new = _flatten(recorded), _flatten(current)
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):
             name = _option_name(key)

@@ -51,7 +51,7 @@ class NetworkEstimator:
 
     @property
     def kind(self) -> str:
-        """relative-disparity or metric-distance, from the spec."""
+        """relative-disparity or metric-depth (planar metres), from the spec."""
         return self.spec.kind
 
     @property

@@ -1,6 +1,7 @@
 """Plug-in estimators, `python:FILE.py:FACTORY`, and the checks every estimator passes.
 
-`FACTORY()` returns an object with `kind` ("relative-disparity" or "metric-distance")
+`FACTORY()` returns an object with `kind` ("relative-disparity", "metric-depth" or
+"metric-distance", see ESTIMATOR_KINDS)
 and `predict(images, rays) -> ndarray`: images float32 [N, h, w, 3] RGB in 0..1, rays
 float32 [N, h, w, 3] unit directions, result float32 [N, h, w] (DESIGN.md). The file is
 imported from its path (it need not be on sys.path); it is the user's own code, run
@@ -19,7 +20,17 @@ import numpy as np
 from ..errors import BadInputError
 
 PLUGIN_PREFIX = "python:"
-ESTIMATOR_KINDS = ("relative-disparity", "metric-distance")
+# What `predict` returns: "relative-disparity", inverse planar depth up to scale and shift
+# (Depth Anything V2, MiDaS); "metric-depth", metres along the view's axis (depth to the
+# image plane: the metric Depth Anything V2 models, as they were trained); "metric-distance",
+# metres along each pixel's ray (a plug-in that measures distance, the stereo matcher).
+ESTIMATOR_KINDS = ("relative-disparity", "metric-depth", "metric-distance")
+METRIC_KINDS = ("metric-depth", "metric-distance")
+
+
+def is_metric(kind: str) -> bool:
+    """True for metres (planar depth or ray distance), False for relative disparity."""
+    return kind in METRIC_KINDS
 
 
 def is_plugin_reference(name: str) -> bool:

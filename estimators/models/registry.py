@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-OutputKind = Literal["relative-disparity", "metric-distance"]
+OutputKind = Literal["relative-disparity", "metric-depth", "metric-distance"]  # models.plugins.ESTIMATOR_KINDS
 Family = Literal["depth-anything-v2", "midas", "stereo"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -87,7 +87,7 @@ def _depth_anything_metric(scene: str, dataset: str, max_depth: float, size: str
         family="depth-anything-v2",
         license="Apache-2.0" if small else "CC-BY-NC-4.0",
         commercial_use=small,
-        kind="metric-distance",
+        kind="metric-depth",  # trained on depth to the image plane (Hypersim converted, VKITTI as is)
         architecture=f"depth-anything-v2-{encoder}",
         checkpoint=file,
         url=f"{_DA_HF}/{repo}/resolve/main/{file}",

@@ -363,9 +363,16 @@ class _Problem:
         if not metric:
             reg = reg + sp.diags(np.r_[np.zeros(self.n_scale), np.full(self.n_scale, shift_ridge**2 * per_field)])
         self.regulariser = reg
+        # A view that shares no valid pixel with any other (one that sees only sky, say) has
+        # nothing to align it: it is held at the identity and kept out of the gauge.
+        seen = np.zeros(n_views, bool)
+        seen[samples.view[samples.first]] = True
+        seen[samples.view[samples.second]] = True
+        unseen = np.repeat(~seen, g2).astype(np.float64)
+        self.anchor = np.r_[unseen, unseen if not metric else np.zeros(0)] * max(per_field, 1.0)
         # Gauge: the views' mean scale, each view weighted by how well its overlaps
         # observe its scale (see observability).
-        view_weight = np.repeat(np.ones(n_views) if metric else samples.observability, g2)
+        view_weight = np.repeat((np.ones(n_views) if metric else samples.observability) * seen, g2)
         self.gauge = np.r_[view_weight / view_weight.sum(), np.zeros(self.n_unknowns - self.n_scale)]
 
     def identity(self) -> np.ndarray:
@@ -405,12 +412,13 @@ class _Problem:
         weights = np.ones(self.n_pairs) if weights is None else weights
         gauge = sp.csc_matrix(self.gauge[None, :])
         rhs = np.zeros(self.n_unknowns + 1)
+        rhs[: self.n_unknowns] = self.anchor * self.identity()
         rhs[-1] = 1.0
         x = self.identity()
         for it in range(iterations):
             if it > 0:
                 weights = self.weights_for(x, level)
-            normal = (self.pairs.T @ sp.diags(weights) @ self.pairs + self.regulariser).tocsc()
+            normal = (self.pairs.T @ sp.diags(weights) @ self.pairs + self.regulariser + sp.diags(self.anchor)).tocsc()
             kkt = sp.bmat([[normal, gauge.T], [gauge, None]]).tocsc()
             x = spla.spsolve(kkt, rhs)[: self.n_unknowns]
             if not np.all(np.isfinite(x)):

@@ -1,11 +1,13 @@
 """Seam-free 360 depth from any estimator: views -> predict -> align -> blend -> calibrate.
 
 `estimate_equirect` is the entry point of the CLI, the video pipeline and Blender.
-The estimator is anything with `kind` ("relative-disparity" or "metric-distance") and
+The estimator is anything with `kind` (models.plugins.ESTIMATOR_KINDS) and
 `predict(images [N, h, w, 3] float32 RGB 0..1, rays [N, h, w, 3] float32) -> [N, h, w]`
 (DESIGN.md), and optionally `native_size`, the input side it works at (the default view
 size is capped there). A relative result is inverse planar depth of each view up to scale and
-shift; a metric result is taken as Euclidean distance along each given ray, in metres.
+shift; a `metric-depth` result is metres to each view's image plane (as the metric networks
+give it) and is turned into distance along each ray; a `metric-distance` result already is
+Euclidean distance along each given ray, in metres.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from ..models.plugins import ESTIMATOR_KINDS, is_metric
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
-from .alignment import KINDS, Alignment, align_views
+from .alignment import Alignment, align_views
 from .blending import blend_to_equirect
 from .projection import (
     DEFAULT_FOV_DEG,
@@ -178,14 +181,14 @@ def estimate_equirect(
     defaults 1 m / 100 m for relative and 0.01 m / 1000 m (clamp only) for metric.
     `calibrate` False leaves `distance` None (the pipeline calibrates after stabilising).
     """
-    if getattr(estimator, "kind", None) not in KINDS:
+    if getattr(estimator, "kind", None) not in ESTIMATOR_KINDS:
         raise ValueError(
-            f"estimator kind must be one of {', '.join(KINDS)}, got {getattr(estimator, 'kind', None)!r}"
+            f"estimator kind must be one of {', '.join(ESTIMATOR_KINDS)}, got {getattr(estimator, 'kind', None)!r}"
         )
     kind = estimator.kind
     image = _check_image(image)
     height, width = image.shape[:2]
-    metric = kind == "metric-distance"
+    metric = is_metric(kind)
     near = (METRIC_NEAR if metric else DEFAULT_NEAR) if near is None else float(near)
     far = (METRIC_FAR if metric else DEFAULT_FAR) if far is None else float(far)
     if batch_size is not None and batch_size < 1:
@@ -226,10 +229,15 @@ def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str,
     """Views' predictions as aligned disparity along their rays: (aligned, valid per view, the solve or None).
 
     Metric results are distances: their inverses are aligned, by scale only (alignment.py).
+    Planar metric depth (`metric-depth`) is first made distance along each pixel's ray:
+    depth / cos(angle between the ray and the view's axis).
     """
-    if kind == "metric-distance":
+    if kind == "metric-depth":
+        raw = [planar_to_ray_distance(r, view) for r, view in zip(raw, views, strict=True)]
+        kind = "metric-distance"
+    if kind == "metric-distance":  # infinity (sky, beyond the model's range) is no evidence: NaN
         with np.errstate(divide="ignore", invalid="ignore"):
-            disparities = [np.where(r > 0, 1.0 / r, np.nan).astype(np.float32) for r in raw]
+            disparities = [np.where((r > 0) & np.isfinite(r), 1.0 / r, np.nan).astype(np.float32) for r in raw]
     else:
         disparities = raw
     valid = [np.isfinite(d) for d in disparities]
@@ -238,6 +246,14 @@ def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str,
     alignment = align_views(disparities, views, kind=kind, grid=grid, valid=valid, **align_options)
     aligned = alignment.apply([np.where(v, d, 0.0) for d, v in zip(disparities, valid, strict=True)], views)
     return aligned, valid, alignment
+
+
+def planar_to_ray_distance(depth: np.ndarray, view: View) -> np.ndarray:
+    """Metres along a view's axis (depth to its image plane) as metres along each pixel's ray.
+
+    An `equirect` view has no image plane (its cosines are 1): its "depth" already is distance.
+    """
+    return (np.asarray(depth, dtype=np.float32) / view.cos_to_axis()).astype(np.float32)
 
 
 def naive_ray_disparity(disparities: list[np.ndarray], views: tuple[View, ...], kind: str) -> list[np.ndarray]:

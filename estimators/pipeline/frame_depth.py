@@ -33,7 +33,8 @@ def make_stabiliser(settings: DepthSettings) -> TemporalStabiliser | None:
     """The temporal stabiliser one source's frames go through, or None."""
     if settings.stabiliser is None:
         return None
-    return TemporalStabiliser(settings.kind, settings.near, settings.far, settings.stabiliser, wrap=settings.wrap)
+    kind = "metric-distance" if settings.metric else settings.kind  # the stabiliser filters any metres alike
+    return TemporalStabiliser(kind, settings.near, settings.far, settings.stabiliser, wrap=settings.wrap)
 
 
 def _full_size(prediction: FramePrediction, rgb: np.ndarray, settings: DepthSettings) -> tuple[np.ndarray, np.ndarray]:

@@ -22,9 +22,9 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..errors import BadInputError
+from ..models.plugins import ESTIMATOR_KINDS, is_metric
 from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
 
-ESTIMATOR_KINDS = ("relative-disparity", "metric-distance")
 # A photo's field of view is unknown; plug-ins get pinhole rays of this one (recorded in the sidecar).
 PHOTO_FOV_DEG = 60.0
 
@@ -43,7 +43,7 @@ class FramePrediction:
 class FrameEstimator(Protocol):
     """Maps whole RGB frames to disparity: what the pipeline drives.
 
-    `kind`: "relative-disparity" or "metric-distance". `batch_size`: frames per
+    `kind`: one of models.plugins.ESTIMATOR_KINDS. `batch_size`: frames per
     `estimate` call. `estimate(frames float32 [N, H, W, 3] 0..1) -> N FramePredictions`.
     `describe()`: a JSON-ready dict for the sidecar. Optional `depth_frame(frame) -> frame`:
     the part of a frame the depth belongs to (a stereo estimator's left eye), which the
@@ -85,10 +85,10 @@ def _check_kind(estimator) -> str:
 
 
 def to_prediction(result: np.ndarray, kind: str) -> FramePrediction:
-    """An estimator's output for one frame as disparity: metric distance is inverted."""
+    """An estimator's output for one frame as disparity: metric depth or distance is inverted."""
     result = np.asarray(result, dtype=np.float32)
     finite = np.isfinite(result)
-    if kind == "metric-distance":
+    if is_metric(kind):
         valid = finite & (result > 0)
         disparity = np.where(valid, 1.0 / np.where(valid, result, 1.0), 0.0).astype(np.float32)
         return FramePrediction(disparity, valid)
@@ -154,14 +154,15 @@ class FusionFrameEstimator:
     """360 frames through panorama.fusion (views, alignment, blending), one frame a call.
 
     The fused disparity (relative: aligned across views, up to one scale and shift per
-    frame; metric: 1/m) and its mask are handed on; near/far calibration happens in the
-    post stage, after stabilisation.
+    frame; metric: 1/m along the rays, planar metric depth included) and its mask are
+    handed on; near/far calibration happens in the post stage, after stabilisation.
     """
 
     batch_size = 1
 
     def __init__(self, estimator, views="cube", **fusion_options):
-        self.kind = _check_kind(estimator)
+        kind = _check_kind(estimator)
+        self.kind = "metric-distance" if is_metric(kind) else kind  # fusion returns distance along the rays
         self.estimator = estimator
         self.views = views
         self.fusion_options = fusion_options

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ..errors import BadInputError
+from ..models.plugins import is_metric
 from ..postprocess import Smoothing
 from ..video.temporal import StabiliserSettings
 from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
@@ -53,7 +54,7 @@ class DepthSettings:
 
     @property
     def metric(self) -> bool:
-        return self.kind == "metric-distance"
+        return is_metric(self.kind)
 
     @property
     def shot_units(self) -> bool:
@@ -77,7 +78,7 @@ class DepthSettings:
 def resolve_settings(request: EstimateRequest, kind: str,
                      stabiliser: StabiliserSettings | None = None) -> DepthSettings:
     """The request's depth settings for an estimator of `kind`; BadInputError for a contradiction."""
-    metric = kind == "metric-distance"
+    metric = is_metric(kind)
     user_range = request.near is not None
     calibrated = metric or user_range or request.projection == "equirect"
     if request.stereo and request.projection == "equirect" and not user_range:

@@ -177,3 +177,28 @@ def test_stacked_batch_equals_one_image_at_a_time(vits_file):
     assert not np.allclose(together[0], together[1])
     with pytest.raises(ValueError, match="rays must have the images' shape"):
         estimator.predict(images, rays[:, :10])
+
+
+@pytest.mark.slow
+def test_a_metric_model_on_a_photo_writes_its_planar_depth(tmp_path, photo):
+    """Metric Depth Anything V2 gives metres to the image plane; a photo's distance file is exactly that.
+
+    (In 360 mode the same planar depth is turned into distance along each ray: the
+    planar metric oracle in test_fusion_oracle.py.)
+    """
+    metric = registry.get("depth-anything-v2-metric-indoor-small")
+    assert metric.kind == "metric-depth" and metric.max_depth == 20.0
+    assert all(spec.kind == "metric-depth" for spec in registry.all_specs() if "-metric-" in spec.name)
+    models = tmp_path / "models"
+    models.mkdir()
+    torch.save(fixture_state_dict("depth_anything_v2_metric_hypersim_vits"), models / metric.checkpoint)
+    out = tmp_path / "out"
+    assert cli.main(_estimate(photo, models, out, metric.name, "--save", "distance,disparity,mask")) == 0
+    from depth360.estimators.media.image_io import read_image
+    from depth360.estimators.models.network_estimator import load_estimator
+
+    official = load_estimator(metric.name, models, "cpu").predict(read_image(photo)[None])[0]
+    distance = read_exr(out / "photo.distance.exr")
+    assert 0.0 < official.min() and official.max() < metric.max_depth
+    np.testing.assert_allclose(distance, official, rtol=1e-6)  # plane depth, unchanged
+    np.testing.assert_allclose(read_exr(out / "photo.disparity.exr") * distance, 1.0, rtol=1e-6)

@@ -4,7 +4,8 @@ Every scene has an equirectangular panoramic camera named ``camera`` at the orig
 rotated (90, 0, -90) degrees XYZ Euler, so its image follows the convention of DESIGN.md
 (centre column +X, u = 0.25 +Y, top row +Z). Every object gets its own ``pass_index``
 (1, 2, ... in creation order; 0 is the background) and a descriptive name. Scenes are
-deterministic: fixed geometry and procedural textures, no randomness.
+deterministic: procedural textures, and geometry either fixed or drawn from a seeded
+generator (``outdoor``: every seed is another layout, the same one every time).
 
 Scenes (``build(name, **params)``):
 
@@ -29,12 +30,19 @@ Scenes (``build(name, **params)``):
     ``room`` plus ``mover``, a sphere of radius 0.35 m at x = 1.6 m, z = -0.2 m whose
     y = -1.5 + speed * (frame - 1) metres (a driver on the frame number, so any frame is
     defined); the camera stays put.
+``outdoor`` (``seed=0``, ``ground="textured"``)
+    Open ground to the horizon under a sky: a 600 x 600 m ground plane 1.6 m below the
+    camera (``ground="textured"``: a weak large-scale texture; ``"plain"``: one flat
+    colour), 8-15 textured objects (boxes, cylinders, spheres, posts) at 2-40 m in
+    random directions drawn from ``seed``, a sun with hard shadows, and the sky gradient
+    at infinite distance over the upper half of the frame (about 45% of the pixels).
 """
 
 from __future__ import annotations
 
 import inspect
 import math
+import random
 import warnings
 from collections.abc import Callable
 
@@ -338,11 +346,74 @@ def build_room_moving(builder: _SceneBuilder, sky: bool = False, speed: float = 
     driver.expression = f"{MOVER_START[1]!r} + {float(speed)!r} * (frame - 1)"
 
 
+OUTDOOR_EYE_HEIGHT = 1.6
+OUTDOOR_GROUND_SIZE = 600.0
+
+
+def _plain_diffuse(name: str, colour) -> bpy.types.Material:
+    material = bpy.data.materials.new(name)
+    tree = _node_tree(material)
+    diffuse = tree.nodes.new("ShaderNodeBsdfDiffuse")
+    diffuse.inputs["Color"].default_value = (*colour, 1.0)
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    tree.links.new(diffuse.outputs["BSDF"], output.inputs["Surface"])
+    _add_ray_aov(tree)
+    return material
+
+
+def _outdoor_object(builder: _SceneBuilder, rng: random.Random, number: int) -> None:
+    """One object standing on the ground 2-40 m away in a random direction (log-uniform distance)."""
+    distance = math.exp(rng.uniform(math.log(2.0), math.log(40.0)))
+    azimuth = rng.uniform(0.0, 2.0 * math.pi)
+    x, y = distance * math.cos(azimuth), distance * math.sin(azimuth)
+    ground = -OUTDOOR_EYE_HEIGHT
+    scale = 0.6 + 0.04 * distance  # far objects are larger, so they stay a few pixels wide
+    hue = rng.random()
+    colour_a = (0.4 + 0.5 * hue, 0.3 + 0.4 * rng.random(), 0.9 - 0.6 * hue)
+    colour_b = tuple(0.45 * c for c in colour_a)
+    material = _textured_diffuse(f"object{number}", colour_a, colour_b, 5.0 / scale, fill=0.05)
+    kind = rng.choice(("box", "cylinder", "sphere", "post"))
+    if kind == "box":
+        size = (scale * rng.uniform(0.6, 1.6), scale * rng.uniform(0.6, 1.6), scale * rng.uniform(0.5, 2.0))
+        builder.box(f"box{number}", material, (x, y, ground + size[2] / 2), size)
+    elif kind == "cylinder":
+        radius, height = scale * rng.uniform(0.2, 0.6), scale * rng.uniform(0.8, 2.5)
+        builder.cylinder(f"cylinder{number}", material, (x, y, ground + height / 2), radius, height)
+    elif kind == "sphere":
+        radius = scale * rng.uniform(0.3, 0.8)
+        builder.sphere(f"sphere{number}", material, (x, y, ground + radius), radius)
+    else:
+        height = scale * rng.uniform(2.0, 4.0)
+        builder.cylinder(f"post{number}", material, (x, y, ground + height / 2), 0.08 * scale + 0.05, height)
+
+
+def build_outdoor(builder: _SceneBuilder, seed: int = 0, ground: str = "textured") -> None:
+    if ground not in ("textured", "plain"):
+        raise ValueError(f"ground must be textured or plain, got {ground!r}")
+    rng = random.Random(int(seed))
+    size = OUTDOOR_GROUND_SIZE
+    if ground == "plain":
+        ground_material = _plain_diffuse("ground", (0.35, 0.33, 0.28))
+    else:  # weak texture: low contrast, large cells
+        ground_material = _textured_diffuse("ground", (0.42, 0.4, 0.32), (0.32, 0.31, 0.25), 0.6, fill=0.0)
+    builder.box("ground", ground_material, (0.0, 0.0, -OUTDOOR_EYE_HEIGHT - 0.05), (size, size, 0.1))
+    for number in range(rng.randint(8, 15)):
+        _outdoor_object(builder, rng, number)
+    sun_data = bpy.data.lights.new("sun", "SUN")
+    sun_data.energy = 3.0
+    sun_data.angle = 0.0  # hard shadows, no light-sampling noise
+    sun = bpy.data.objects.new("sun", sun_data)
+    sun.rotation_euler = (math.radians(rng.uniform(30.0, 55.0)), 0.0, rng.uniform(0.0, 2.0 * math.pi))
+    builder.scene.collection.objects.link(sun)
+    _world(sky=True)
+
+
 SCENES: dict[str, Callable[..., None]] = {
     "sphere": build_sphere,
     "markers": build_markers,
     "room": build_room,
     "room_moving": build_room_moving,
+    "outdoor": build_outdoor,
 }
 
 

@@ -64,6 +64,44 @@ def test_models_lists_every_model_with_licence_and_presence(tmp_path):
     assert rows["depth-anything-v2-base"].endswith(" no")
 
 
+# The downloads pinned to a revision (Hugging Face commit or GitHub release), a sha256 and a byte
+# size, each from two independent sources (registry.py cites them). For the others no second source
+# was found: Metric Hypersim Base has one source for its revision (so its URL stays on main, its
+# sha256 and size still pin the bytes); five MiDaS files have no sha256 and size with two sources.
+FULLY_PINNED = {
+    "depth-anything-v2-small", "depth-anything-v2-base", "depth-anything-v2-large",
+    "depth-anything-v2-metric-indoor-small", "depth-anything-v2-metric-indoor-large",
+    "depth-anything-v2-metric-outdoor-small", "depth-anything-v2-metric-outdoor-base",
+    "depth-anything-v2-metric-outdoor-large", "midas-dpt-beit-large-512", "midas-dpt-large-384",
+}
+NOT_PINNED = {
+    "depth-anything-v2-metric-indoor-base": "no: revision",
+    "midas-dpt-beit-base-384": "no: sha256, size",
+    "midas-dpt-swin2-large-384": "no: sha256, size",
+    "midas-dpt-swin2-tiny-256": "no: sha256, size",
+    "midas-dpt-levit-224": "no: sha256, size",
+    "midas-dpt-hybrid-384": "no: sha256, size",
+}
+
+
+def test_models_shows_which_downloads_are_pinned(tmp_path):
+    result = _depth360("models", "--models-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[1].split()
+    assert header == ["NAME", "FAMILY", "LICENCE", "KIND", "PINNED", "WEIGHTS"]
+    rows = _table_rows(result.stdout)
+    for spec in registry.all_specs():
+        cells = rows[spec.name].split("  ")
+        pinned = [cell.strip() for cell in cells if cell.strip()][-2]
+        if spec.checkpoint is None:
+            assert pinned == "-"
+        elif spec.name in FULLY_PINNED:
+            assert pinned == "yes", spec.name
+        else:
+            assert pinned == NOT_PINNED[spec.name], spec.name
+    assert FULLY_PINNED | set(NOT_PINNED) == {spec.name for spec in registry.all_specs() if spec.checkpoint}
+
+
 def test_pins_are_immutable_and_well_formed():
     for spec in registry.all_specs():
         if spec.checkpoint is None:

@@ -408,9 +408,11 @@ def download(
 ) -> Path:
     """Fetch `spec`'s official checkpoint into the models folder; return its path.
 
-    `url` replaces the spec's (a mirror). An existing checkpoint is kept as it is.
-    Resumes an earlier `<file>.part`; checks size, sha256 and loadability before the
-    atomic rename; DownloadError (exit 1) for network failures and failed checks.
+    `url` replaces the spec's (a mirror), and is held to the same pins. An existing
+    checkpoint is kept as it is. Resumes an earlier `<file>.part`; refuses a file of another
+    size than the pinned one, keeping nothing; checks size, sha256, keys and shapes before
+    the atomic rename. DownloadError (exit 1) for network failures and failed checks;
+    BrokenEnvironmentError (exit 1, the part kept) when the network cannot be built.
     """
     checkpoint = _require_checkpoint(spec)
     url = url or spec.url

@@ -34,3 +34,9 @@ class DownloadError(Depth360Error):
     """A download that could not be completed or verified (exit 1)."""
 
     exit_status = 1
+
+
+class BrokenEnvironmentError(Depth360Error):
+    """The engine's Python environment lacks a module the work needs (exit 1)."""
+
+    exit_status = 1

@@ -11,8 +11,9 @@ class LoopbackFileServer:
     """A loopback HTTP server of one file, with Range support and an optional cut-off."""
 
     def __init__(self, payload: bytes, *, ranges: bool = True, cut_after: int | None = None, status: int = 200,
-                 file_name: str = "weights.pth"):
+                 file_name: str = "weights.pth", content_length: bool = True):
         self.payload, self.ranges, self.cut_after, self.status = payload, ranges, cut_after, status
+        self.content_length = content_length  # False: no Content-Length, the body ends when the connection closes
         self.requests: list[dict] = []
         server = self
 
@@ -37,7 +38,8 @@ class LoopbackFileServer:
                 else:
                     self.send_response(200)
                 body = server.payload[start:]
-                self.send_header("Content-Length", str(len(body)))
+                if server.content_length:
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 if server.cut_after is not None:
                     self.wfile.write(body[: server.cut_after])

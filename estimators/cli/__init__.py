@@ -30,13 +30,20 @@ def _licence(spec) -> str:
     return spec.license if spec.commercial_use else f"{spec.license} (non-commercial)"
 
 
+def _pinned(spec) -> str:
+    """Whether `spec`'s download is pinned (revision, sha256, size), else what it lacks."""
+    if not spec.checkpoint:
+        return "-"
+    return f"no: {', '.join(spec.unpinned)}" if spec.unpinned else "yes"
+
+
 def run_models(args: argparse.Namespace) -> int:
     """`depth360 models`: the table of every registry model."""
     from ..models import registry
     from ..models.weights import resolve_models_dir, weights_present
 
     folder = resolve_models_dir(args.models_dir)
-    rows = [("NAME", "FAMILY", "LICENCE", "KIND", "WEIGHTS")]
+    rows = [("NAME", "FAMILY", "LICENCE", "KIND", "PINNED", "WEIGHTS")]
     for spec in registry.all_specs():
         if not spec.checkpoint:
             present = "not needed"
@@ -44,7 +51,7 @@ def run_models(args: argparse.Namespace) -> int:
             present = "yes"
         else:
             present = "no (partly downloaded)" if (folder / f"{spec.checkpoint}.part").is_file() else "no"
-        rows.append((spec.name, spec.family, _licence(spec), spec.kind, present))
+        rows.append((spec.name, spec.family, _licence(spec), spec.kind, _pinned(spec), present))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     print(f"models folder: {folder}")
     for row in rows:

@@ -18,9 +18,6 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 HALF = (0.5, 0.5, 0.5)
 
-_DA_HF = "https://huggingface.co/depth-anything"
-_MIDAS_RELEASES = "https://github.com/isl-org/MiDaS/releases/download"
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -35,8 +32,10 @@ class ModelSpec:
     architecture: str = ""  # key into estimators.networks; "" for models without a network
     checkpoint: str | None = None  # official file name, loaded unchanged
     url: str | None = None
-    size_bytes: int | None = None  # expected size of the official file, when known
-    sha256: str | None = None  # when the publisher gives one
+    revision: str | None = None  # immutable revision `url` names (Hugging Face commit, GitHub release tag)
+    size_bytes: int | None = None  # byte size of the official file (pinned from two sources)
+    sha256: str | None = None  # sha256 of the official file (pinned from two sources)
+    unverified: str = ""  # which of revision/sha256/size is not pinned, and why (empty: fully pinned)
     input_size: int = 518  # the network's native input side
     multiple_of: int = 14  # network input sides are rounded to this
     resize_method: Literal["lower_bound", "minimal"] = "lower_bound"  # the official rule
@@ -46,23 +45,154 @@ class ModelSpec:
     max_depth: float | None = None  # metric models: the head's range in metres
 
     @property
+    def unpinned(self) -> tuple[str, ...]:
+        """Which of "revision", "sha256", "size" the download is not pinned to; () when it is."""
+        if not self.checkpoint:
+            return ()
+        values = (("revision", self.revision), ("sha256", self.sha256), ("size", self.size_bytes))
+        return tuple(name for name, value in values if value is None)
+
+    @property
     def summary(self) -> str:
         """One line for menus and `depth360 models`."""
         use = "" if self.commercial_use else ", non-commercial"
         return f"{self.title} ({self.license}{use})"
 
 
-# Pinned Hugging Face revisions and published checksums, where known; "main" otherwise.
-_DA_PINNED = {
-    "vits": ("03876f8651c73a60fe4c2c48294e09fcb6838fcf",
-             "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378"),
+# --- Pins ----------------------------------------------------------------------------------
+# Every checkpoint download is pinned to an immutable location (a Hugging Face commit in the
+# URL, or a GitHub release asset, immutable per tag and name) and to the file's sha256 and byte
+# size, each value taken from two independent sources. A value with fewer than two sources is
+# left out (None) and the spec's `unverified` says so; `depth360 models` shows the gaps.
+#
+# Sources cited below (stored public copies, read for this pin):
+#   UTVFX   capsuleutkarsh-design/UTVFX_AI_VFX_Suit first_setup.py (REV, MODELS) @127c9b7d
+#   CLIP3D  ParamThakkar123/ClipTo3D checkpoints.py (REGISTRY) @7dcd3d01
+#   MOZO    datamarkin/mozo tools/fetch/depth_anything_v2.py (_DIGESTS, "read from Hugging
+#           Face's API") @bc6c021d
+#   PYSLAM  Dkaka/pyslam scripts/install_extra.sh (install_depth_anything_v2 sizes) @0c0c12ad
+#   HF      huggingface.co pages of the publisher (LFS pointer "oid sha256 / size" of the
+#           upload commit, "Git LFS Details" of a blob, or a tree/commits page at a revision)
+#   index   a stored public file whose repository the search index does not name (its id)
+
+_DA_HF = "https://huggingface.co/depth-anything"
+
+# file -> (Hugging Face revision, sha256, size in bytes, what is not pinned and why)
+_DA_PINS: dict[str, tuple[str | None, str | None, int | None, str]] = {
+    # revision: CLIP3D, UTVFX. sha256 + size: HF depth-anything/Depth-Anything-V2-Small
+    # commit/65ae6e3ee054faf5f2a0b3d079fbf181aaad86a0 (LFS pointer), CLIP3D, UTVFX.
+    "depth_anything_v2_vits.pth": (
+        "03876f8651c73a60fe4c2c48294e09fcb6838fcf",
+        "715fade13be8f229f8a70cc02066f656f2423a59effd0579197bbf57860e1378", 99218434, ""),
+    # revision: CLIP3D, UTVFX, HF Depth-Anything-V2-Base tree/a4e71a6c... lists the file.
+    # sha256 + size: HF Depth-Anything-V2-Base commit/f11825d6a03793a70dfb594c89a0e990986de230
+    # (LFS pointer), CLIP3D, UTVFX.
+    "depth_anything_v2_vitb.pth": (
+        "a4e71a6c2ce52fe50df0f212066b0d4a87be9b5e",
+        "0d2b7002e62d39d655571c371333340bd88f67ab95050c03591555aa05645328", 389961218, ""),
+    # revision: CLIP3D, UTVFX. sha256 + size: CLIP3D, UTVFX, and the same blob re-uploaded on HF
+    # (simon123905/ShadowDiffusion commit/c3cf4f8 LFS pointer; scenario-labs/depth blob b4a77d0).
+    "depth_anything_v2_vitl.pth": (
+        "cbbb86a30ce19b5684b7a05155dc7e6cbc7685b9",
+        "a7ea19fa0ed99244e67b624c72b8580b7e9553043245905be58796a608eb9345", 1341395338, ""),
+    # revision: UTVFX; index 55288726499 (CHECKPOINT_URL at this revision, same sha256 and size).
+    # sha256: UTVFX, MOZO, index 55288726499. size: UTVFX, PYSLAM, index 55288726499.
+    "depth_anything_v2_metric_hypersim_vits.pth": (
+        "3bc65d4e14a6786a61acec16453c50e12bf5f338",
+        "b782898d8a3e8be1f639de33837ed85e9b4b73e40f8f5e5cd99067588d722545", 99222290, ""),
+    # revision: only UTVFX gives one (4ebcd7fd0858cbb953451619ca943ea39ec08e00); no second source,
+    # so the URL stays on main (sha256 and size still pin the content). sha256: HF
+    # Depth-Anything-V2-Metric-Hypersim-Base blob/main "Git LFS Details" (upload 4e6ee43), MOZO,
+    # UTVFX. size: UTVFX, PYSLAM.
+    "depth_anything_v2_metric_hypersim_vitb.pth": (
+        None,
+        "9dc9e274c5eff55c6daf27b660c0ced0eca4e8593a6da90cdcb04d2b4d3f3fa2", 389965138,
+        "revision: one source only (4ebcd7fd0858cbb953451619ca943ea39ec08e00, UTVFX)"),
+    # revision: UTVFX; HF Depth-Anything-V2-Metric-Hypersim-Large tree/main (head 7972080, the
+    # file unchanged since its upload). sha256: HF blob/2c34ee4472cd0e02174fef0a39376cbdcbad295c
+    # "Git LFS Details", MOZO, UTVFX. size: UTVFX, PYSLAM.
+    "depth_anything_v2_metric_hypersim_vitl.pth": (
+        "79720800638389a78b2defc92caa885104f69974",
+        "6f82ff2bc543ac02ddff4aa31fa363676a8305dd3ccf04e80e2af115a044cb6d", 1341401882, ""),
+    # revision: UTVFX; HF Depth-Anything-V2-Metric-VKITTI-Small blob/c725b858... (this revision,
+    # "Git LFS Details" with this sha256). sha256: that HF page, MOZO, UTVFX. size: UTVFX, PYSLAM.
+    "depth_anything_v2_metric_vkitti_vits.pth": (
+        "c725b8589bdf6ab04072cab74c0467830db80d6d",
+        "9203e538d35255c90dda4b7fedb47ff33fe725497bcca3b1e53b3a65ee63f0cb", 99221808, ""),
+    # revision: UTVFX; HF Depth-Anything-V2-Metric-VKITTI-Base tree/main (head e96fd0c, the file
+    # unchanged since its upload). sha256 + size: HF commit/c3208e5f0ea82b95f0e418ce28008d8aed48d205
+    # (LFS pointer), UTVFX; sha256 also MOZO, size also PYSLAM.
+    "depth_anything_v2_metric_vkitti_vitb.pth": (
+        "e96fd0c8cedf1825a55b9c61309f754982948df0",
+        "4dad67a7cc10b462bca48e6b8569c762b8eb3c1adada170a3851a6d3ba37bb3e", 389964656, ""),
+    # revision: UTVFX; HF Depth-Anything-V2-Metric-VKITTI-Large commits/main (head 070e97e, the
+    # file unchanged since its upload). sha256 + size: HF
+    # commit/d749ee03c2788eea07378440e26a530442dc4fc9 (LFS pointer), UTVFX; sha256 also MOZO,
+    # size also PYSLAM.
+    "depth_anything_v2_metric_vkitti_vitl.pth": (
+        "070e97e4b80e317ec1d03c19927304f4091a180b",
+        "239b1054a369e66da2576e9a118d6d7c12d90dc8ebe609579a9a09cd8e05fe38", 1341401064, ""),
 }
+
+_MIDAS_RELEASES = "https://github.com/isl-org/MiDaS/releases/download"
+_MIDAS_NO_SOURCES = "sha256 and size: no two independent sources found"
+
+# file -> (sha256, size in bytes, what is not pinned and why); the release tag is the revision.
+_MIDAS_PINS: dict[str, tuple[str | None, int | None, str]] = {
+    # sha256 + size: HF ckpt/ControlNet-v1-1 commit/3bda72be44aa8644c9fc72690393e96b49a9ebd2
+    # (LFS pointer of a copy), index 65939655272 ("official MiDaS tag v3_1", same sha256 and
+    # size); sha256 also HF spaces/imsuperkong/dreamdrone blob "Git LFS Details"; size also
+    # index 54498696906 (a download of the release asset).
+    "dpt_beit_large_512.pt": (
+        "9e9e900747e9e8b3112df716979219836a27716277b3d0dc53889cbba8b82328", 1581966003, ""),
+    # sha256 + size: HF AunyMoons/loras-pack commit/15fbb247edb66f1b3e5104dcbb7381086fcd166b
+    # (LFS pointer of dpt_large_384.pt), index 60379158618 (same sha256 and size, "equal to the
+    # MiDaS GitHub release asset"); sha256 also index 59368326761 (dpt_large_384.pt) and the
+    # DPT release name dpt_large-midas-2f21e586.pt (torch.hub names carry the sha256 prefix).
+    "dpt_large_384.pt": (
+        "2f21e586477d90cb9624c7eef5df7891edca49a1c4795ee2cb631fd4daa6ca69", 1376378527, ""),
+    "dpt_beit_base_384.pt": (None, None, _MIDAS_NO_SOURCES),
+    "dpt_swin2_large_384.pt": (None, None, _MIDAS_NO_SOURCES),
+    # One copy only: HF spaces/36Pix/autocomp-demo midas/dpt_swin2_tiny_256.pt, sha256
+    # 0a859caa18be4bf9375e87dc6b684f6e83dc45b2dc13d8c8b89f6acb2a17a2c5, "172 MB" (no byte count).
+    "dpt_swin2_tiny_256.pt": (None, None, "sha256: one source only; size: none found"),
+    "dpt_levit_224.pt": (None, None, _MIDAS_NO_SOURCES),
+    # The DPT release's dpt_hybrid-midas-501f0c75.pt is 501f0c75...0853, 492757791 bytes in
+    # several sources, but none ties the MiDaS v3 asset dpt_hybrid_384.pt to those bytes (and a
+    # copy under that name on HF, lllpppyyy/BRA.safetensors, has another sha256 at the same size).
+    "dpt_hybrid_384.pt": (None, None, _MIDAS_NO_SOURCES),
+}
+
+
+def _hugging_face_download(repo: str, file: str) -> dict:
+    """checkpoint, url and pins of a depth-anything file (the URL names the pinned revision)."""
+    revision, sha256, size, unverified = _DA_PINS[file]
+    return dict(
+        checkpoint=file,
+        url=f"{_DA_HF}/{repo}/resolve/{revision or 'main'}/{file}",
+        revision=revision,
+        sha256=sha256,
+        size_bytes=size,
+        unverified=unverified,
+    )
+
+
+def _midas_download(release: str, file: str) -> dict:
+    """checkpoint, url and pins of a MiDaS release asset (immutable per tag and name)."""
+    sha256, size, unverified = _MIDAS_PINS[file]
+    return dict(
+        checkpoint=file,
+        url=f"{_MIDAS_RELEASES}/{release}/{file}",
+        revision=f"release {release}",
+        sha256=sha256,
+        size_bytes=size,
+        unverified=unverified,
+    )
 
 
 def _depth_anything(size: str, encoder: str, license: str, commercial: bool) -> ModelSpec:
     file = f"depth_anything_v2_{encoder}.pth"
     repo = f"Depth-Anything-V2-{size.capitalize()}"
-    revision, sha256 = _DA_PINNED.get(encoder, ("main", None))
     return ModelSpec(
         name=f"depth-anything-v2-{size}",
         title=f"Depth Anything V2 {size.capitalize()}",
@@ -71,9 +201,7 @@ def _depth_anything(size: str, encoder: str, license: str, commercial: bool) -> 
         commercial_use=commercial,
         kind="relative-disparity",
         architecture=f"depth-anything-v2-{encoder}",
-        checkpoint=file,
-        url=f"{_DA_HF}/{repo}/resolve/{revision}/{file}",
-        sha256=sha256,
+        **_hugging_face_download(repo, file),
     )
 
 
@@ -89,8 +217,7 @@ def _depth_anything_metric(scene: str, dataset: str, max_depth: float, size: str
         commercial_use=small,
         kind="metric-depth",  # trained on depth to the image plane (Hypersim converted, VKITTI as is)
         architecture=f"depth-anything-v2-{encoder}",
-        checkpoint=file,
-        url=f"{_DA_HF}/{repo}/resolve/main/{file}",
+        **_hugging_face_download(repo, file),
         max_depth=max_depth,
     )
 
@@ -104,8 +231,7 @@ def _midas(stem: str, release: str, input_size: int, title: str, keep_aspect: bo
         commercial_use=True,
         kind="relative-disparity",
         architecture=f"midas-{stem.replace('_', '-')}",
-        checkpoint=f"{stem}.pt",
-        url=f"{_MIDAS_RELEASES}/{release}/{stem}.pt",
+        **_midas_download(release, f"{stem}.pt"),
         input_size=input_size,
         multiple_of=32,
         resize_method="minimal",

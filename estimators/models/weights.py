@@ -12,8 +12,12 @@ in MiDaS DPT files, `{"state_dict": ...}`, a `module.` prefix), converted by
 does not fit exactly is a `WeightsInvalidError` naming the file and the model.
 
 Downloads go to `<file>.part` (resumed with an HTTP Range request when that exists),
-are checked (expected size and sha256 when the spec knows them, then loadability) and
-only then renamed to the final name, so a checkpoint in the folder is complete or absent.
+are checked (the byte size and sha256 the spec pins, then the keys and shapes of the
+model) and only then renamed to the final name, so a checkpoint in the folder is complete
+or absent. A server that offers another size than the pinned one is refused before the
+body is read, and a body that grows past it is cut off; neither leaves a file behind.
+Loading (`load_network`) checks keys and shapes strictly but not the byte size: a file put
+in the folder by hand, or the official weights saved again, loads when it fits the model.
 """
 
 from __future__ import annotations
@@ -27,7 +31,13 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import BadInputError, DownloadError, WeightsInvalidError, WeightsMissingError
+from ..errors import (
+    BadInputError,
+    BrokenEnvironmentError,
+    DownloadError,
+    WeightsInvalidError,
+    WeightsMissingError,
+)
 from ..version import __version__
 from . import networks
 from .registry import ModelSpec
@@ -242,8 +252,7 @@ def load_network(spec: ModelSpec, models_dir: str | os.PathLike | None = None):
     WeightsInvalidError (exit 2) names the file and what does not fit.
     """
     path = existing_checkpoint(spec, models_dir)
-    expected_size = spec.size_bytes if path.name == spec.checkpoint else None
-    converted = _convert(spec, read_state_dict(path, expected_size), path)
+    converted = _convert(spec, read_state_dict(path), path)
     network = build_network(spec)
     _check_matches(spec, network.state_dict(), converted, path)
     try:
@@ -271,26 +280,59 @@ def sha256_of(path: str | os.PathLike, chunk_size: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+def _wrong_size(path: Path, size: int, expected: int) -> str:
+    return (
+        f"checkpoint {path} is {size} bytes, expected {expected}: it is truncated or "
+        f"not the official file; delete it and download it again"
+    )
+
+
 def verify_checkpoint(spec: ModelSpec, path: str | os.PathLike) -> None:
-    """Raise WeightsInvalidError unless `path` has `spec`'s size and sha256 (when known) and loads."""
+    """Raise unless `path` is `spec`'s official checkpoint.
+
+    The byte size and sha256 the spec pins are checked first, before the file is parsed;
+    then it must load and its keys and shapes must fit the model. WeightsInvalidError for
+    a file that is not the official one; BrokenEnvironmentError (exit 1) when the model's
+    network cannot be built because a module fails to import.
+    """
     path = Path(path)
-    state_dict = read_state_dict(path, spec.size_bytes)
+    if not path.is_file():
+        raise WeightsMissingError(f"checkpoint {path} does not exist")
+    size = path.stat().st_size
+    if spec.size_bytes is not None and size != spec.size_bytes:
+        raise WeightsInvalidError(_wrong_size(path, size, spec.size_bytes))
     if spec.sha256:
         actual = sha256_of(path)
         if actual.lower() != spec.sha256.lower():
             raise WeightsInvalidError(
                 f"checkpoint {path} has sha256 {actual}, expected {spec.sha256}: it is not the official file"
             )
+    state_dict = read_state_dict(path)
     try:
         expected = _expected_state(spec)
-    except ImportError:
-        return  # this network is not part of the engine yet; size, hash and readability were checked
+    except ImportError as error:
+        missing = error.name or str(error)
+        raise BrokenEnvironmentError(
+            f"cannot check {path} against model {spec.name!r}: building its network failed "
+            f"to import {missing!r} ({error}). The engine's Python environment is incomplete "
+            f"or broken; reinstall its requirements"
+        ) from error
     _check_matches(spec, expected, _convert(spec, state_dict, path), path)
 
 
 def _reason(error: BaseException) -> str:
     reason = getattr(error, "reason", None) or error
     return str(reason) or type(reason).__name__
+
+
+def _refuse_size(spec: ModelSpec, url: str, part: Path, size: int, at_least: bool = False) -> None:
+    """The server's file has another size than the pinned one: keep nothing, say so."""
+    part.unlink(missing_ok=True)
+    more = "at least " if at_least else ""
+    raise DownloadError(
+        f"refused the download of {spec.name} from {url}: the file is {more}{size} bytes, "
+        f"expected {spec.size_bytes} (the official {spec.checkpoint}); nothing was kept"
+    )
 
 
 def _fetch(spec: ModelSpec, url: str, part: Path, progress: bool, timeout: float) -> None:
@@ -325,6 +367,8 @@ def _fetch(spec: ModelSpec, url: str, part: Path, progress: bool, timeout: float
             offset = 0
         length = response.headers.get("Content-Length")
         total = offset + int(length) if length and length.isdigit() else spec.size_bytes
+        if spec.size_bytes is not None and total != spec.size_bytes:
+            _refuse_size(spec, url, part, total)
         received = offset
         try:
             with (
@@ -338,11 +382,15 @@ def _fetch(spec: ModelSpec, url: str, part: Path, progress: bool, timeout: float
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+                    if spec.size_bytes is not None and received > spec.size_bytes:
+                        break
         except (OSError, http.client.HTTPException) as error:
             raise DownloadError(
                 f"download of {spec.name} from {url} stopped after {received} bytes "
                 f"({_reason(error)}); run the same command again to resume"
             ) from None
+    if spec.size_bytes is not None and received > spec.size_bytes:
+        _refuse_size(spec, url, part, received, at_least=True)
     if total is not None and received < total:
         raise DownloadError(
             f"download of {spec.name} from {url} stopped after {received} of {total} bytes; "
@@ -360,9 +408,11 @@ def download(
 ) -> Path:
     """Fetch `spec`'s official checkpoint into the models folder; return its path.
 
-    `url` replaces the spec's (a mirror). An existing checkpoint is kept as it is.
-    Resumes an earlier `<file>.part`; checks size, sha256 and loadability before the
-    atomic rename; DownloadError (exit 1) for network failures and failed checks.
+    `url` replaces the spec's (a mirror), and is held to the same pins. An existing
+    checkpoint is kept as it is. Resumes an earlier `<file>.part`; refuses a file of another
+    size than the pinned one, keeping nothing; checks size, sha256, keys and shapes before
+    the atomic rename. DownloadError (exit 1) for network failures and failed checks;
+    BrokenEnvironmentError (exit 1, the part kept) when the network cannot be built.
     """
     checkpoint = _require_checkpoint(spec)
     url = url or spec.url

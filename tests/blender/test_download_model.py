@@ -19,8 +19,10 @@ from tests.loopback_server import LoopbackFileServer
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"
-MODEL = "depth-anything-v2-metric-indoor-small"  # no published checksum: fixture weights fit
-CHECKPOINT = "depth_anything_v2_metric_hypersim_vits.pth"
+# A model whose download has no pinned sha256 and size (registry.py), so fixture weights fit.
+MODEL = "midas-dpt-swin2-tiny-256"
+CHECKPOINT = "dpt_swin2_tiny_256.pt"
+FIXTURE = "midas_dpt_swin2_tiny_256"
 
 
 @pytest.fixture
@@ -39,7 +41,7 @@ def fixture_checkpoint(tmp_path_factory) -> bytes:
     script = textwrap.dedent(f"""
         import torch
         from tests.reference_fixtures import fixture_state_dict
-        torch.save(fixture_state_dict("depth_anything_v2_metric_hypersim_vits"), {str(path)!r})
+        torch.save(fixture_state_dict({FIXTURE!r}), {str(path)!r})
     """)
     subprocess.run([str(ENGINE_PYTHON), "-c", script], cwd=REPO, check=True,
                    env={**os.environ, "PYTHONPATH": str(REPO)})

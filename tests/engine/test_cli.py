@@ -64,6 +64,67 @@ def test_models_lists_every_model_with_licence_and_presence(tmp_path):
     assert rows["depth-anything-v2-base"].endswith(" no")
 
 
+# The downloads pinned to a revision (Hugging Face commit or GitHub release), a sha256 and a byte
+# size, each from two independent sources (registry.py cites them). For the others no second source
+# was found: Metric Hypersim Base has one source for its revision (so its URL stays on main, its
+# sha256 and size still pin the bytes); five MiDaS files have no sha256 and size with two sources.
+FULLY_PINNED = {
+    "depth-anything-v2-small", "depth-anything-v2-base", "depth-anything-v2-large",
+    "depth-anything-v2-metric-indoor-small", "depth-anything-v2-metric-indoor-large",
+    "depth-anything-v2-metric-outdoor-small", "depth-anything-v2-metric-outdoor-base",
+    "depth-anything-v2-metric-outdoor-large", "midas-dpt-beit-large-512", "midas-dpt-large-384",
+}
+NOT_PINNED = {
+    "depth-anything-v2-metric-indoor-base": "no: revision",
+    "midas-dpt-beit-base-384": "no: sha256, size",
+    "midas-dpt-swin2-large-384": "no: sha256, size",
+    "midas-dpt-swin2-tiny-256": "no: sha256, size",
+    "midas-dpt-levit-224": "no: sha256, size",
+    "midas-dpt-hybrid-384": "no: sha256, size",
+}
+
+
+def test_models_shows_which_downloads_are_pinned(tmp_path):
+    result = _depth360("models", "--models-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    header = result.stdout.splitlines()[1].split()
+    assert header == ["NAME", "FAMILY", "LICENCE", "KIND", "PINNED", "WEIGHTS"]
+    rows = _table_rows(result.stdout)
+    for spec in registry.all_specs():
+        cells = rows[spec.name].split("  ")
+        pinned = [cell.strip() for cell in cells if cell.strip()][-2]
+        if spec.checkpoint is None:
+            assert pinned == "-"
+        elif spec.name in FULLY_PINNED:
+            assert pinned == "yes", spec.name
+        else:
+            assert pinned == NOT_PINNED[spec.name], spec.name
+    assert FULLY_PINNED | set(NOT_PINNED) == {spec.name for spec in registry.all_specs() if spec.checkpoint}
+
+
+def test_pins_are_immutable_and_well_formed():
+    for spec in registry.all_specs():
+        if spec.checkpoint is None:
+            assert spec.url is None and spec.unpinned == ()
+            continue
+        assert bool(spec.unpinned) == bool(spec.unverified), spec.name  # a gap always says why
+        assert spec.url.endswith("/" + spec.checkpoint)
+        if spec.revision is None:
+            assert "/resolve/main/" in spec.url
+        elif spec.family == "midas":
+            tag = spec.revision.removeprefix("release ")
+            assert spec.url == f"https://github.com/isl-org/MiDaS/releases/download/{tag}/{spec.checkpoint}"
+        else:
+            assert len(spec.revision) == 40 and int(spec.revision, 16) >= 0
+            assert f"/resolve/{spec.revision}/" in spec.url
+        if spec.sha256 is not None:
+            assert len(spec.sha256) == 64 and spec.sha256 == spec.sha256.lower() and int(spec.sha256, 16) >= 0
+        if spec.size_bytes is not None:
+            assert spec.size_bytes > 50_000_000, spec.name  # every official checkpoint is tens of MB or more
+    pinned_sha = [spec.sha256 for spec in registry.all_specs() if spec.sha256]
+    assert len(pinned_sha) == len(set(pinned_sha))  # no digest copied onto the wrong model
+
+
 def test_download_refuses_clearly_when_offline(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -265,22 +326,52 @@ def test_device_and_precision_choice_is_explicit():
         assert choose_precision(torch.device("cuda")) == torch.float16
 
 
-@pytest.mark.slow
-def test_download_command_fetches_verifies_and_lists(tmp_path):
+@pytest.fixture(scope="module")
+def metric_small_fixture(tmp_path_factory) -> bytes:
+    """Metric Hypersim Small fixture weights saved as the official file is (not its bytes)."""
     import torch
 
-    from tests.loopback_server import LoopbackFileServer
     from tests.reference_fixtures import fixture_state_dict
 
-    # A model without a published checksum (the fixture weights would not match one).
-    small = registry.get("depth-anything-v2-metric-indoor-small")
-    assert small.sha256 is None
-    torch.save(fixture_state_dict("depth_anything_v2_metric_hypersim_vits"), tmp_path / "served.pth")
+    path = tmp_path_factory.mktemp("served") / "served.pth"
+    torch.save(fixture_state_dict("depth_anything_v2_metric_hypersim_vits"), path)
+    return path.read_bytes()
+
+
+@pytest.mark.slow
+def test_download_command_fetches_verifies_and_lists(tmp_path, metric_small_fixture, monkeypatch, capsys):
+    import dataclasses
+    import hashlib
+
+    from tests.loopback_server import LoopbackFileServer
+
+    # The spec pinned to the served bytes (the fixture is not the official file).
+    real = registry.get("depth-anything-v2-metric-indoor-small")
+    served = dataclasses.replace(real, size_bytes=len(metric_small_fixture),
+                                 sha256=hashlib.sha256(metric_small_fixture).hexdigest())
+    monkeypatch.setattr(registry, "_SPECS", tuple(served if s is real else s for s in registry.all_specs()))
     models = tmp_path / "models"
-    with LoopbackFileServer((tmp_path / "served.pth").read_bytes()) as server:
-        result = _depth360("models", "download", small.name, "--models-dir", str(models), "--url", server.url)
-    assert result.returncode == 0, result.stderr
-    assert f"saved {models / small.checkpoint}" in result.stdout
-    assert "sha256" in result.stdout and "B/s" in result.stderr  # the tqdm progress bar is on stderr
-    assert sorted(os.listdir(models)) == [small.checkpoint]
-    assert _table_rows(_depth360("models", "--models-dir", str(models)).stdout)[small.name].endswith(" yes")
+    with LoopbackFileServer(metric_small_fixture) as server:
+        status = cli.main(["models", "download", real.name, "--models-dir", str(models), "--url", server.url])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert f"saved {models / real.checkpoint} ({len(metric_small_fixture)} bytes, sha256 {served.sha256})" in out
+    assert "B/s" in err  # the tqdm progress bar is on stderr
+    assert sorted(os.listdir(models)) == [real.checkpoint]
+    assert _table_rows(_depth360("models", "--models-dir", str(models)).stdout)[real.name].endswith(" yes")
+
+
+@pytest.mark.slow
+def test_download_command_refuses_a_file_that_is_not_the_pinned_one(tmp_path, metric_small_fixture):
+    from tests.loopback_server import LoopbackFileServer
+
+    spec = registry.get("depth-anything-v2-metric-indoor-small")
+    models = tmp_path / "models"
+    with LoopbackFileServer(metric_small_fixture) as server:
+        result = _depth360("models", "download", spec.name, "--models-dir", str(models), "--url", server.url, "--quiet")
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert len(message.splitlines()) == 1
+    assert f"is {len(metric_small_fixture)} bytes, expected {spec.size_bytes}" in message
+    assert spec.checkpoint in message and "nothing was kept" in message
+    assert not models.exists() or os.listdir(models) == []

@@ -11,11 +11,13 @@ import hashlib
 import os
 import pickle
 import socket
+from pathlib import Path
 
 import pytest
 import torch
 
 from depth360.estimators.errors import (
+    BrokenEnvironmentError,
     DownloadError,
     WeightsInvalidError,
     WeightsMissingError,
@@ -224,6 +226,71 @@ def test_failed_verification_keeps_nothing(tmp_path, vits_bytes, changes, messag
     with LoopbackFileServer(vits_bytes) as server, pytest.raises(DownloadError, match=message):
         weights.download(_spec_for(vits_bytes, **changes), tmp_path, url=server.url, progress=False)
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("announced", ["longer", "shorter"])
+def test_a_file_of_another_size_is_refused_before_its_body_is_read(tmp_path, announced):
+    payload = os.urandom(300_000)
+    expected = len(payload) - 1 if announced == "longer" else len(payload) + 1
+    spec = _spec_for(payload, size_bytes=expected)
+    # The server breaks off after 100 bytes: a size check after the transfer would keep a .part to resume.
+    with LoopbackFileServer(payload, cut_after=100) as server, pytest.raises(DownloadError) as caught:
+        weights.download(spec, tmp_path, url=server.url, progress=False)
+    message = str(caught.value)
+    assert f"is {len(payload)} bytes, expected {expected}" in message and "nothing was kept" in message
+    assert spec.checkpoint in message and server.url in message and "\n" not in message
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_body_longer_than_the_pinned_size_is_cut_off(tmp_path):
+    payload = os.urandom(200_000)
+    spec = _spec_for(payload, size_bytes=1000)
+    with LoopbackFileServer(payload, content_length=False) as server, pytest.raises(DownloadError) as caught:
+        weights.download(spec, tmp_path, url=server.url, progress=False)
+    assert "bytes, expected 1000" in str(caught.value) and "nothing was kept" in str(caught.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_part_of_the_pinned_size_is_not_fetched_again(tmp_path, monkeypatch):
+    payload = os.urandom(5000)
+    part = tmp_path / (SMALL.checkpoint + ".part")
+    part.write_bytes(payload)
+    checked = []
+    monkeypatch.setattr(weights, "verify_checkpoint", lambda spec, path: checked.append(Path(path).read_bytes()))
+    path = weights.download(_spec_for(payload), tmp_path, url="http://127.0.0.1:9/never-asked", progress=False)
+    assert checked == [payload] and path.read_bytes() == payload and not part.exists()
+
+
+def test_verification_checks_size_and_sha256_before_reading_the_file(tmp_path):
+    junk = tmp_path / SMALL.checkpoint
+    junk.write_bytes(b"not a checkpoint, and never parsed" * 10)
+    pinned = dataclasses.replace(SMALL, size_bytes=4321, sha256="ab" * 32)
+    with pytest.raises(WeightsInvalidError, match=f"is {junk.stat().st_size} bytes, expected 4321"):
+        weights.verify_checkpoint(pinned, junk)
+    with pytest.raises(WeightsInvalidError, match="has sha256 .* expected abab.*not the official file"):
+        weights.verify_checkpoint(dataclasses.replace(pinned, size_bytes=junk.stat().st_size), junk)
+    with pytest.raises(WeightsMissingError, match="does not exist"):
+        weights.verify_checkpoint(SMALL, tmp_path / "absent.pth")
+
+
+def test_a_broken_environment_fails_loudly_naming_the_module(tmp_path, monkeypatch):
+    torch.save(_tiny(), tmp_path / SMALL.checkpoint)
+    unpinned = dataclasses.replace(SMALL, sha256=None, size_bytes=None)
+
+    def build(architecture, **options):
+        raise ModuleNotFoundError("No module named 'timm'", name="timm")
+
+    monkeypatch.setattr(weights.networks, "build", build)
+    with pytest.raises(BrokenEnvironmentError) as caught:
+        weights.verify_checkpoint(unpinned, tmp_path / SMALL.checkpoint)
+    message = str(caught.value)
+    assert "'timm'" in message and SMALL.name in message and "environment" in message
+    assert caught.value.exit_status == 1
+
+    payload = (tmp_path / SMALL.checkpoint).read_bytes()
+    with LoopbackFileServer(payload) as server, pytest.raises(BrokenEnvironmentError, match="timm"):
+        weights.download(unpinned, tmp_path / "models", url=server.url, progress=False)
+    assert not (tmp_path / "models" / SMALL.checkpoint).exists()  # nothing unchecked is put in place
 
 
 def test_not_a_checkpoint_and_http_errors(tmp_path):

@@ -2,7 +2,7 @@
 
 This is the client side; it never imports `bpy`. Each render runs in a worker subprocess
 (``python -m tests.groundtruth.worker``, see worker.py) that builds one of the scenes of
-scenes.py (``sphere``, ``markers``, ``room``, ``room_moving``; their parameters are
+scenes.py (``sphere``, ``markers``, ``room``, ``room_moving``, ``outdoor``, ``room_walk``, ``outdoor_walk``; their parameters are
 documented there) and renders it with an equirectangular camera that follows DESIGN.md.
 
 Arrays (H = width // 2):
@@ -37,7 +37,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -81,6 +81,8 @@ class GroundTruth:
     ray: np.ndarray
     objects: tuple[SceneObject, ...]
     render_seconds: float
+    camera_location: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    camera_rotation: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     @property
     def height(self) -> int:
@@ -238,7 +240,9 @@ def _load_frame(folder: Path, frame: int) -> dict:
         SceneObject(row["name"], int(row["index"]), tuple(float(v) for v in row["location"]))
         for row in info["objects"]
     )
-    return {"arrays": arrays, "objects": objects, "seconds": float(info["render_seconds"])}
+    camera = info.get("camera", {"location": [0.0] * 3, "rotation": np.eye(3).tolist()})
+    return {"arrays": arrays, "objects": objects, "seconds": float(info["render_seconds"]),
+            "camera": (np.asarray(camera["location"], np.float64), np.asarray(camera["rotation"], np.float64))}
 
 
 def _mono(scene: str, frame: int, loaded: dict) -> GroundTruth:
@@ -246,7 +250,7 @@ def _mono(scene: str, frame: int, loaded: dict) -> GroundTruth:
     return GroundTruth(
         scene=scene, frame=frame, rgb=arrays["rgb"], distance=arrays["distance"],
         object_index=arrays["object_index"], ray=arrays["ray"], objects=loaded["objects"],
-        render_seconds=loaded["seconds"],
+        render_seconds=loaded["seconds"], camera_location=loaded["camera"][0], camera_rotation=loaded["camera"][1],
     )
 
 
@@ -266,7 +270,8 @@ def render_sequence(
     scene: str, frames: int, width: int = 256, samples: int = 8, *,
     python: str | None = None, **params,
 ) -> list[GroundTruth]:
-    """Render frames 1..`frames` of `scene` (static camera, animated objects)."""
+    """Render frames 1..`frames` of `scene` (animated objects; `*_walk` scenes move the camera too:
+    each GroundTruth carries the frame's `camera_location` and `camera_rotation`)."""
     _check_common(scene, width, samples)
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")

@@ -36,6 +36,15 @@ Scenes (``build(name, **params)``):
     colour), 8-15 textured objects (boxes, cylinders, spheres, posts) at 2-40 m in
     random directions drawn from ``seed``, a sun with hard shadows, and the sky gradient
     at infinite distance over the upper half of the frame (about 45% of the pixels).
+``room_walk`` (``frames=24``) and ``outdoor_walk`` (``seed=0``, ``ground="textured"``, ``frames=24``)
+    The camera moves as a handheld 360 camera does: over frames 1..``frames`` it walks
+    ``WALK_DISTANCE`` metres (room: 1.3 m; outdoor: 1.6 m) in a straight line and turns
+    ``WALK_YAW_DEG`` (30 deg) about the vertical, with pitch and roll swaying within
+    +-``WALK_SWAY_DEG`` (3 deg); objects move too (``room``'s ``mover``; outdoors a ball
+    rolling past at about 5 m). The camera hangs from an empty ``rig`` whose world pose
+    is the camera pose of the frame: a direction d of the frame's equirect image
+    (DESIGN.md) points along R d in the world, from the rig's location; ``scene_camera``
+    returns both (the renderer records them per frame).
 """
 
 from __future__ import annotations
@@ -346,6 +355,70 @@ def build_room_moving(builder: _SceneBuilder, sky: bool = False, speed: float = 
     driver.expression = f"{MOVER_START[1]!r} + {float(speed)!r} * (frame - 1)"
 
 
+WALK_YAW_DEG = 30.0
+WALK_SWAY_DEG = 3.0
+ROOM_WALK = ((-0.6, 0.35, 0.0), (0.6, -0.15, 0.05))  # start, end (m): 1.3 m, clear of every object
+OUTDOOR_WALK = ((-0.8, 0.0, 0.0), (0.8, 0.1, 0.0))  # 1.6 m
+RIG_NAME = "rig"
+
+
+def _walk(builder: _SceneBuilder, frames: int, start, end) -> None:
+    """Hang the camera from a rig that walks start -> end and turns over frames 1..`frames`."""
+    if frames < 2:
+        raise ValueError(f"a walk needs at least 2 frames, got {frames}")
+    rig = bpy.data.objects.new(RIG_NAME, None)
+    builder.scene.collection.objects.link(rig)
+    camera = bpy.data.objects[CAMERA_NAME]
+    camera.parent = rig
+    progress = f"((frame - 1) / {float(frames - 1)!r})"
+    for axis in range(3):
+        driver = rig.driver_add("location", axis).driver
+        driver.type = "SCRIPTED"
+        driver.expression = f"{float(start[axis])!r} + {float(end[axis] - start[axis])!r} * {progress}"
+    sway = math.radians(WALK_SWAY_DEG)
+    yaw = math.radians(WALK_YAW_DEG)
+    expressions = (  # roll, pitch (swaying at different rates), yaw (turning steadily)
+        f"{sway!r} * sin(0.9 * (frame - 1))",
+        f"{0.8 * sway!r} * sin(0.55 * (frame - 1) + 1.0)",
+        f"{-yaw / 2!r} + {yaw!r} * {progress}",
+    )
+    for axis, expression in enumerate(expressions):
+        driver = rig.driver_add("rotation_euler", axis).driver
+        driver.type = "SCRIPTED"
+        driver.expression = expression
+
+
+def _moving_ball(builder: _SceneBuilder, start, velocity, radius: float) -> None:
+    ball = builder.sphere("mover", _textured_diffuse("mover", (0.95, 0.5, 0.1), (0.2, 0.1, 0.6), 9.0 / radius),
+                          start, radius)
+    for axis in range(2):
+        driver = ball.driver_add("location", axis).driver
+        driver.type = "SCRIPTED"
+        driver.expression = f"{float(start[axis])!r} + {float(velocity[axis])!r} * (frame - 1)"
+
+
+def build_room_walk(builder: _SceneBuilder, frames: int = 24) -> None:
+    build_room_moving(builder, speed=0.12)
+    _walk(builder, frames, *ROOM_WALK)
+
+
+def build_outdoor_walk(builder: _SceneBuilder, seed: int = 0, ground: str = "textured", frames: int = 24) -> None:
+    build_outdoor(builder, seed=seed, ground=ground)
+    _moving_ball(builder, (4.0, -3.0, -OUTDOOR_EYE_HEIGHT + 0.5), (-0.05, 0.25), 0.5)
+    _walk(builder, frames, *OUTDOOR_WALK)
+
+
+def scene_camera(scene: bpy.types.Scene) -> dict:
+    """The camera pose of the current frame: `location` (m) and `rotation` (3 x 3, rows), such
+    that a direction d of the equirect image points along rotation @ d in the world."""
+    rig = scene.objects.get(RIG_NAME)
+    if rig is None:
+        return {"location": [0.0, 0.0, 0.0], "rotation": [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]}
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    matrix = rig.evaluated_get(depsgraph).matrix_world
+    return {"location": list(matrix.translation), "rotation": [list(row)[:3] for row in matrix.to_3x3()]}
+
+
 OUTDOOR_EYE_HEIGHT = 1.6
 OUTDOOR_GROUND_SIZE = 600.0
 
@@ -414,6 +487,8 @@ SCENES: dict[str, Callable[..., None]] = {
     "room": build_room,
     "room_moving": build_room_moving,
     "outdoor": build_outdoor,
+    "room_walk": build_room_walk,
+    "outdoor_walk": build_outdoor_walk,
 }
 
 

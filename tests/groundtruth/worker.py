@@ -185,6 +185,7 @@ def run(request: dict, outdir: Path) -> None:
         np.savez(outdir / f"frame_{frame:04d}.npz", **arrays)
         info = {
             "objects": scenes.scene_objects(scene),
+            "camera": scenes.scene_camera(scene),
             "render_seconds": seconds,
             "blender": bpy.app.version_string,
         }

@@ -23,6 +23,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..compositing import compositor_tree, depth_mesh
 from ..compositing.image_data import CompositingInputError
+from ..compositing.scene_transaction import scene_transaction
 from ..estimators.cli import worker_protocol
 from ..estimators.cli.worker_protocol import WorkerProcess, WorkerResult
 from ..estimators.errors import Depth360Error
@@ -193,26 +194,32 @@ def plate_path(request: EstimateRequest, depth: Path) -> str:
 
 
 def finish_estimate(scene: bpy.types.Scene, request: EstimateRequest) -> tuple[str, str]:
-    """After a successful run: remember the depth, build what the settings ask for; (level, message)."""
+    """After a successful run: build what the settings ask for, remember the depth; (level, message).
+
+    All or nothing: if a build fails, the scene is left as it was before the estimate
+    (the depth file stays on disk, and the message names it).
+    """
     settings = scene.depth360
     depth = depth_output_path(request)
     if not depth.is_file():
         return "ERROR", f"The engine finished but {depth} is missing"
-    settings.depth_path = str(depth)
-    show_progress(scene, 1.0, f"Done: {depth.name}")
     plate = plate_path(request, depth)
     built = []
     try:
-        if settings.build_mesh_after:
-            obj = depth_mesh.build_mesh(plate, str(depth), scene=scene)
-            obj["depth360_plate_path"] = plate
-            obj["depth360_depth_path"] = str(depth)
-            built.append(obj.name)
-        if settings.build_compositor_after:
-            compositor_tree.build_compositor(plate, str(depth), scene=scene)
-            built.append("the compositor")
+        with scene_transaction(scene):
+            if settings.build_mesh_after:
+                obj = depth_mesh.build_mesh(plate, str(depth), scene=scene)
+                obj["depth360_plate_path"] = plate
+                obj["depth360_depth_path"] = str(depth)
+                built.append(obj.name)
+            if settings.build_compositor_after:
+                compositor_tree.build_compositor(plate, str(depth), scene=scene)
+                built.append("the compositor")
     except CompositingInputError as error:
-        return "ERROR", f"Depth written to {depth}, but building failed: {error}"
+        show_progress(scene, 0.0, "Failed")
+        return "ERROR", f"Depth written to {depth}, but building failed (the scene is unchanged): {error}"
+    settings.depth_path = str(depth)
+    show_progress(scene, 1.0, f"Done: {depth.name}")
     extra = f"; built {', '.join(built)}" if built else ""
     return "INFO", f"Depth written to {depth}{extra}"
 

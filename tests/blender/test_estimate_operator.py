@@ -18,7 +18,12 @@ import bpy
 import numpy as np
 import pytest
 
-from tests.blender.compositing_helpers import datablock_counts, reset_scene, write_plate
+from tests.blender.compositing_helpers import (
+    datablock_counts,
+    reset_scene,
+    scene_state,
+    write_plate,
+)
 from tests.blender.conftest import PACKAGE, REPO
 
 ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"  # torch, OpenCV, OpenEXR: the engine runs
@@ -187,6 +192,29 @@ def test_estimate_in_a_worker_builds_mesh_and_compositor(scene, tmp_path):
     tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
     images = {node.image.filepath for node in tree.nodes if node.bl_idname == "CompositorNodeImage"}
     assert images == {settings.source_path, str(depth)}
+
+
+def test_a_build_failing_after_the_mesh_leaves_the_scene_as_it_was(scene, tmp_path, monkeypatch):
+    """Issue 11, point 6: the mesh is built, then the compositor fails (its depth went missing
+    in between): no mesh stays, the settings are untouched, and the depth file is named."""
+    depth_mesh = importlib.import_module(f"{PACKAGE}.compositing.depth_mesh")
+    build_mesh = depth_mesh.build_mesh
+    depth = tmp_path / "out" / "pano.distance.exr"
+
+    def build_then_lose_the_depth(*args, **kwargs):
+        obj = build_mesh(*args, **kwargs)
+        depth.rename(depth.with_name("elsewhere.exr"))
+        return obj
+
+    monkeypatch.setattr(depth_mesh, "build_mesh", build_then_lose_the_depth)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    before, state = _snapshot(scene)[:2], scene_state(scene)
+    with pytest.raises(RuntimeError, match=re.escape(f"Depth written to {depth}, but building failed")) as raised:
+        bpy.ops.depth360.estimate(engine="WORKER", model=_plugin(tmp_path, "constant"))
+    assert "Depth360 Mesh" not in bpy.data.objects
+    assert _snapshot(scene)[:2] == before and scene_state(scene) == state
+    assert "(the scene is unchanged): " in str(raised.value) and "file not found" in str(raised.value)
+    assert scene.depth360.status == "Failed"
 
 
 @pytest.mark.parametrize(("plugin", "message"), [

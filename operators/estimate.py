@@ -3,7 +3,8 @@
 Interactive (invoked from the panel): the engine runs in a worker subprocess
 (`estimators.cli.worker_protocol`); a timer polls its output, the progress shows in the
 panel, the status bar and the window manager's progress; ESC or the panel's Cancel stops
-the worker; a crash becomes an error report naming the problem. Executed from a script
+the worker (a worker that has already finished is not cancelled: its outputs are
+built); a crash becomes an error report naming the problem. Executed from a script
 or headless (`bpy.app.background`, the `bpy` module) it blocks: in-process when the
 engine's dependencies import in this Python and no external Python is set, else through
 the same worker.
@@ -124,13 +125,18 @@ class EstimateJob:
     cancel_requested: bool = False
 
     def step(self, scene: bpy.types.Scene) -> WorkerResult | None:
-        """Take the worker's new output into the scene's progress; its result once it ended."""
-        if self.cancel_requested:
-            self.worker.cancel()
+        """Take the worker's new output into the scene's progress; its result once it ended.
+
+        Cancel stops a worker that is still running; one that has already ended keeps its
+        result (a finished job is finished, its outputs get built).
+        """
         updates = self.worker.poll()
         if updates:
             show_progress(scene, updates[-1].fraction, updates[-1].describe())
-        return self.worker.result()
+        result = self.worker.result()
+        if result is None and self.cancel_requested:
+            result = self.worker.cancel()
+        return result
 
 
 def show_progress(scene: bpy.types.Scene, fraction: float, text: str) -> None:

@@ -394,6 +394,29 @@ def test_the_modal_operator_shows_progress_finishes_and_esc_cancels(scene, tmp_p
     assert operator.reports[-1] == ("ERROR", "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB")
 
 
+def test_esc_after_the_worker_finished_builds_its_outputs(scene, tmp_path):
+    """Issue 11, point 8: the worker already exited 0 when ESC (or the panel's Cancel) arrives:
+    the job is finished, not cancelled, and its outputs are built into the scene."""
+    estimate = _module("estimate")
+    depth = tmp_path / "out" / "pano.distance.exr"
+    for stop in ("ESC", "Cancel"):
+        reset_scene()
+        operator = _interactive_operator()
+        operator.model = _plugin(tmp_path, "constant")
+        assert operator.start_job(bpy.context)
+        worker = estimate.ACTIVE_JOBS[scene.as_pointer()].worker
+        assert worker.process.wait(timeout=60) == 0  # finished; the modal has not looked yet
+        if stop == "ESC":
+            result = operator.modal(bpy.context, _Event("ESC", "PRESS"))
+        else:
+            assert bpy.ops.depth360.cancel_estimate() == {"FINISHED"}
+            result = operator.modal(bpy.context, _Event("TIMER"))
+        assert result == {"FINISHED"}, (stop, operator.reports)
+        assert operator.reports[-1][0] == "INFO" and str(depth) in operator.reports[-1][1]
+        assert scene.depth360.status == "Done: pano.distance.exr" and scene.depth360.depth_path == str(depth)
+        assert "Depth360 Mesh" in bpy.data.objects and scene.as_pointer() not in estimate.ACTIVE_JOBS
+
+
 def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):
     """Top-bottom stereo: the depth is the left eye's, so the mesh and compositor use that eye."""
     from tests import groundtruth

@@ -417,6 +417,38 @@ def test_esc_after_the_worker_finished_builds_its_outputs(scene, tmp_path):
         assert "Depth360 Mesh" in bpy.data.objects and scene.as_pointer() not in estimate.ACTIVE_JOBS
 
 
+def test_disabling_the_extension_stops_a_running_estimate(scene, tmp_path):
+    """Issue 11, point 7: unregister() ends a running job: its worker and the worker's children
+    are gone (the process table says so), its timer, progress and status text are cleared."""
+    estimate = _module("estimate")
+    extension = importlib.import_module(PACKAGE)
+    operator = _interactive_operator()
+    operator.model = _plugin(tmp_path, "slow")
+    assert operator.start_job(bpy.context)
+    key = scene.as_pointer()
+    job = estimate.ACTIVE_JOBS[key]
+    worker = job.worker
+    _play(operator, lambda _: any(line.startswith("child") for line in worker.stdout_lines))
+    child = int(next(line for line in worker.stdout_lines if line.startswith("child")).split()[1])
+    live = _live_processes()
+    assert worker.pid in live and child in live and live[child] == worker.pid  # the job's process group
+    assert scene.depth360.status != ""
+    extension.unregister()
+    try:
+        live = _live_processes()
+        alive = [pid for pid in (worker.pid, child) if pid in live] + \
+            [pid for pid, group in live.items() if group == worker.pid]
+        assert not alive, f"processes of the job still alive after unregister(): {alive}"
+        assert not estimate.ACTIVE_JOBS and job.timer is None
+    finally:
+        if estimate.ACTIVE_JOBS.pop(key, None) is not None:  # unfixed code: do not leak the worker
+            worker.cancel()
+        extension.register()
+    assert scene.depth360.status == "" and scene.depth360.progress == 0.0
+    assert bpy.ops.depth360.estimate.poll()
+    assert operator.modal(bpy.context, _Event("TIMER")) == {"CANCELLED"}  # its modal ends quietly
+
+
 def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):
     """Top-bottom stereo: the depth is the left eye's, so the mesh and compositor use that eye."""
     from tests import groundtruth

@@ -21,6 +21,7 @@ def unregister():
 
     from . import operators, panels
 
+    operators.estimate.stop_all_jobs()  # a running estimate's worker, timer and status go with it
     del bpy.types.Scene.depth360
     for cls in reversed((*panels.CLASSES, *operators.CLASSES)):
         bpy.utils.unregister_class(cls)

@@ -33,6 +33,7 @@ from .image_data import (
     sync_image_user,
 )
 from .materials import make_shadow_catcher_material, plate_material
+from .scene_transaction import scene_transaction
 
 CAMERA_NAME = "Depth360 Camera"
 CAMERA_ROTATION = (math.pi / 2, 0.0, -math.pi / 2)  # DESIGN.md: equirect world frame
@@ -168,11 +169,19 @@ def build_mesh(
     min(depth size, 256 x 512)). `discontinuity`: faces whose corner distances differ by
     more than this fraction are removed (None: keep all; "vertices" only). `frame`: which
     frame of a depth sequence the "vertices" method bakes (default: the scene's current
-    frame). Raises CompositingInputError (a ValueError) before changing anything.
+    frame). Raises CompositingInputError (a ValueError) and leaves the scene as it was.
     """
     if method not in ("vertices", "displace"):
         raise CompositingInputError(f"method must be 'vertices' or 'displace', got {method!r}")
     scene = scene or bpy.context.scene
+    with scene_transaction(scene):  # a frame checked after the images were loaded may fail
+        return _build_mesh(image_path, depth_path, name=name, resolution=resolution,
+                           discontinuity=discontinuity, method=method, strength=strength,
+                           midlevel=midlevel, location=location, frame=frame, scene=scene)
+
+
+def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, method, strength,
+                midlevel, location, frame, scene) -> bpy.types.Object:
     plate, depth = load_plate_and_depth(image_path, depth_path)
     depth_w, depth_h = depth.width, depth.height
     rows, cols = resolution or (min(DEFAULT_RESOLUTION[0], depth_h), min(DEFAULT_RESOLUTION[1], depth_w))

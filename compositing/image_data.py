@@ -162,12 +162,22 @@ def sync_image_user(image_user, image: bpy.types.Image, footage: Footage) -> Non
 
 
 def read_depth_frame(footage: Footage, frame: int) -> np.ndarray:
-    """Float32 [H, W] depth of one frame, top row first, read through Blender."""
+    """Float32 [H, W] depth of one frame, top row first, read through Blender.
+
+    CompositingInputError when Blender cannot read the frame's file or it holds 8-bit
+    values (each frame of a sequence is checked, not only the first).
+    """
     path = footage.frame_path(frame)
-    image = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        image = bpy.data.images.load(str(path), check_existing=False)
+    except RuntimeError as error:
+        raise CompositingInputError(f"{path}: Blender cannot read it ({error})") from None
     try:
         image.colorspace_settings.name = "Non-Color"
-        width, height = image.size
+        width, height = _size(image, Footage(path, "FILE"))
+        if not image.is_float:
+            raise CompositingInputError(
+                f"{path}: depth must be a float file (OpenEXR or 16-bit PNG), this one holds 8-bit values")
         pixels = np.empty(width * height * image.channels, dtype=np.float32)
         image.pixels.foreach_get(pixels)
     finally:

@@ -5,6 +5,7 @@ from bpy.props import BoolProperty, FloatProperty, StringProperty
 
 from ..compositing import compositor_tree
 from ..compositing.image_data import CompositingInputError
+from ..compositing.scene_transaction import scene_transaction
 
 
 class DEPTH360_OT_build_compositor(bpy.types.Operator):
@@ -31,11 +32,12 @@ class DEPTH360_OT_build_compositor(bpy.types.Operator):
     def execute(self, context):
         near_far = {"near": self.near, "far": self.far} if self.normalized else {}
         try:
-            compositor_tree.build_compositor(
-                self.plate_path, self.depth_path, defocus=self.defocus,
-                focus_distance=self.focus_distance, fstop=self.fstop, scene=context.scene,
-                **near_far,
-            )
+            with scene_transaction(context.scene):
+                compositor_tree.build_compositor(
+                    self.plate_path, self.depth_path, defocus=self.defocus,
+                    focus_distance=self.focus_distance, fstop=self.fstop, scene=context.scene,
+                    **near_far,
+                )
         except CompositingInputError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}

@@ -5,6 +5,7 @@ from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, St
 
 from ..compositing import depth_mesh
 from ..compositing.image_data import CompositingInputError
+from ..compositing.scene_transaction import scene_transaction
 
 
 class DEPTH360_OT_build_mesh(bpy.types.Operator):
@@ -35,16 +36,17 @@ class DEPTH360_OT_build_mesh(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            obj = depth_mesh.build_mesh(
-                self.image_path, self.depth_path, resolution=(self.rows, self.cols),
-                discontinuity=self.discontinuity, method=self.method,
-                strength=self.strength, midlevel=self.midlevel, scene=context.scene,
-            )
+            with scene_transaction(context.scene):
+                obj = depth_mesh.build_mesh(
+                    self.image_path, self.depth_path, resolution=(self.rows, self.cols),
+                    discontinuity=self.discontinuity, method=self.method,
+                    strength=self.strength, midlevel=self.midlevel, scene=context.scene,
+                )
+                if self.shadow_catcher:
+                    depth_mesh.shadow_catcher(obj, context.scene)
         except CompositingInputError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        if self.shadow_catcher:
-            depth_mesh.shadow_catcher(obj, context.scene)
         self.report({"INFO"}, f"Built {obj.name}: {len(obj.data.polygons)} faces")
         return {"FINISHED"}
 

@@ -3,7 +3,10 @@
 Interactive (invoked from the panel): the engine runs in a worker subprocess
 (`estimators.cli.worker_protocol`); a timer polls its output, the progress shows in the
 panel, the status bar and the window manager's progress; ESC or the panel's Cancel stops
-the worker; a crash becomes an error report naming the problem. Executed from a script
+the worker (a worker that has already finished is not cancelled: its outputs are
+built); a crash becomes an error report naming the problem; disabling the extension
+stops every running job (`stop_all_jobs`: worker, timer, progress, status text).
+Building after a run is all or nothing (`finish_estimate`). Executed from a script
 or headless (`bpy.app.background`, the `bpy` module) it blocks: in-process when the
 engine's dependencies import in this Python and no external Python is set, else through
 the same worker.
@@ -23,6 +26,7 @@ from bpy.props import EnumProperty, StringProperty
 
 from ..compositing import compositor_tree, depth_mesh
 from ..compositing.image_data import CompositingInputError
+from ..compositing.scene_transaction import scene_transaction
 from ..estimators.cli import worker_protocol
 from ..estimators.cli.worker_protocol import WorkerProcess, WorkerResult
 from ..estimators.errors import Depth360Error
@@ -115,21 +119,58 @@ def depth_output_path(request: EstimateRequest) -> Path:
 
 @dataclass
 class EstimateJob:
-    """An estimate running in a worker: its request, process, and whether Cancel was pressed."""
+    """An estimate running in a worker: its request, process, whether Cancel was pressed, and
+    what the modal run set up in the UI (its timer, the workspace showing its status text)."""
 
     request: EstimateRequest
     worker: WorkerProcess
     scene_name: str
     cancel_requested: bool = False
+    timer: object = None  # a bpy.types.Timer
+    workspace_name: str = ""
 
     def step(self, scene: bpy.types.Scene) -> WorkerResult | None:
-        """Take the worker's new output into the scene's progress; its result once it ended."""
-        if self.cancel_requested:
-            self.worker.cancel()
+        """Take the worker's new output into the scene's progress; its result once it ended.
+
+        Cancel stops a worker that is still running; one that has already ended keeps its
+        result (a finished job is finished, its outputs get built).
+        """
         updates = self.worker.poll()
         if updates:
             show_progress(scene, updates[-1].fraction, updates[-1].describe())
-        return self.worker.result()
+        result = self.worker.result()
+        if result is None and self.cancel_requested:
+            result = self.worker.cancel()
+        return result
+
+
+def end_job(key: int) -> EstimateJob | None:
+    """Take a job out of ACTIVE_JOBS and remove what its start set up: timer, progress, status text."""
+    job = ACTIVE_JOBS.pop(key, None)
+    if job is None:
+        return None
+    window_manager = bpy.context.window_manager
+    if window_manager is not None:
+        if job.timer is not None:
+            window_manager.event_timer_remove(job.timer)
+        window_manager.progress_end()
+    job.timer = None
+    workspace = bpy.data.workspaces.get(job.workspace_name) if job.workspace_name else None
+    if workspace is not None:
+        workspace.status_text_set(None)
+    return job
+
+
+def stop_all_jobs() -> None:
+    """Stop every running estimate (the extension is being disabled): kill each worker's
+    process group, remove its timer, end the progress, clear the status texts."""
+    for key in list(ACTIVE_JOBS):
+        job = end_job(key)
+        job.worker.cancel()
+        scene = bpy.data.scenes.get(job.scene_name)
+        if scene is not None:
+            scene.depth360.status = ""
+            scene.depth360.progress = 0.0
 
 
 def show_progress(scene: bpy.types.Scene, fraction: float, text: str) -> None:
@@ -193,26 +234,32 @@ def plate_path(request: EstimateRequest, depth: Path) -> str:
 
 
 def finish_estimate(scene: bpy.types.Scene, request: EstimateRequest) -> tuple[str, str]:
-    """After a successful run: remember the depth, build what the settings ask for; (level, message)."""
+    """After a successful run: build what the settings ask for, remember the depth; (level, message).
+
+    All or nothing: if a build fails, the scene is left as it was before the estimate
+    (the depth file stays on disk, and the message names it).
+    """
     settings = scene.depth360
     depth = depth_output_path(request)
     if not depth.is_file():
         return "ERROR", f"The engine finished but {depth} is missing"
-    settings.depth_path = str(depth)
-    show_progress(scene, 1.0, f"Done: {depth.name}")
     plate = plate_path(request, depth)
     built = []
     try:
-        if settings.build_mesh_after:
-            obj = depth_mesh.build_mesh(plate, str(depth), scene=scene)
-            obj["depth360_plate_path"] = plate
-            obj["depth360_depth_path"] = str(depth)
-            built.append(obj.name)
-        if settings.build_compositor_after:
-            compositor_tree.build_compositor(plate, str(depth), scene=scene)
-            built.append("the compositor")
+        with scene_transaction(scene):
+            if settings.build_mesh_after:
+                obj = depth_mesh.build_mesh(plate, str(depth), scene=scene)
+                obj["depth360_plate_path"] = plate
+                obj["depth360_depth_path"] = str(depth)
+                built.append(obj.name)
+            if settings.build_compositor_after:
+                compositor_tree.build_compositor(plate, str(depth), scene=scene)
+                built.append("the compositor")
     except CompositingInputError as error:
-        return "ERROR", f"Depth written to {depth}, but building failed: {error}"
+        show_progress(scene, 0.0, "Failed")
+        return "ERROR", f"Depth written to {depth}, but building failed (the scene is unchanged): {error}"
+    settings.depth_path = str(depth)
+    show_progress(scene, 1.0, f"Done: {depth.name}")
     extra = f"; built {', '.join(built)}" if built else ""
     return "INFO", f"Depth written to {depth}{extra}"
 
@@ -236,7 +283,6 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
     device: StringProperty(name="Device", description="auto, cpu, cuda or mps; empty: the preferences' device")
 
     _job_key: int = 0
-    _timer = None
 
     @classmethod
     def poll(cls, context):
@@ -311,23 +357,22 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
             self.report({"ERROR"}, str(error))
             return False
         self._job_key = context.scene.as_pointer()
-        ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker, context.scene.name)
+        job = ACTIVE_JOBS[self._job_key] = EstimateJob(request, worker, context.scene.name)
         show_progress(context.scene, 0.0, "Starting the depth engine")
         window_manager = context.window_manager
         window_manager.progress_begin(0.0, 1.0)
-        self._timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        job.timer = window_manager.event_timer_add(TIMER_INTERVAL_S, window=context.window)
+        job.workspace_name = context.workspace.name
         context.workspace.status_text_set("Depth 360: estimating depth (ESC cancels)")
         return True
 
-    def _end_modal(self, context) -> EstimateJob:
-        window_manager = context.window_manager
-        window_manager.event_timer_remove(self._timer)
-        window_manager.progress_end()
-        context.workspace.status_text_set(None)
-        return ACTIVE_JOBS.pop(self._job_key)
+    def _end_modal(self, context) -> EstimateJob | None:
+        return end_job(self._job_key)
 
     def modal(self, context, event):
-        job = ACTIVE_JOBS[self._job_key]
+        job = ACTIVE_JOBS.get(self._job_key)
+        if job is None:  # stopped from outside (the extension was disabled)
+            return {"CANCELLED"}
         scene = bpy.data.scenes.get(job.scene_name) or context.scene  # the user may switch scenes
         if event.type == "ESC" and event.value == "PRESS":
             job.cancel_requested = True

@@ -6,7 +6,11 @@ the mesh's UVs (the plate's pixel centres, so depth pixels land where the plate 
 them). Painting sets distances in metres: the brush colour's value is the distance.
 Save Painted Depth writes the image back as single-channel float32 OpenEXR (the
 engine's format, DESIGN.md; the first save keeps the original as `*.unpainted.exr`)
-and rebuilds the mesh from it.
+and rebuilds the mesh from it. It writes only into the depth file recorded on the mesh
+(for a sequence, the frame being painted), only when the canvas is that file and it is
+a float OpenEXR file (its header says so, not its name); if the canvas was switched to
+another image (the plate, say), it refuses and no file changes. Both operators complete
+or leave the scene (and the depth file) as they were.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from bpy.props import StringProperty
 
 from ..compositing import depth_mesh
 from ..compositing.image_data import CompositingInputError, resolve_footage
+from ..compositing.scene_transaction import scene_transaction
 from ..estimators.media.image_io import atomic_path
 
 MESH_NAME = "Depth360 Mesh"
 DISPLACE_MODIFIER = "Depth360 Displace"
 PLATE_KEY, DEPTH_KEY, RESOLUTION_KEY = "depth360_plate_path", "depth360_depth_path", "depth360_resolution"
-_EXR_MAGIC, _EXR_FLOAT, _EXR_ZIP, _ZIP_LINES = 20000630, 2, 3, 16
+_EXR_MAGIC, _EXR_HALF, _EXR_FLOAT, _EXR_ZIP, _ZIP_LINES = 20000630, 1, 2, 3, 16
 
 
 def _attribute(name: str, kind: str, value: bytes) -> bytes:
@@ -91,6 +96,78 @@ def image_depth(image: bpy.types.Image) -> np.ndarray:
     return pixels.reshape(height, width, image.channels)[::-1, :, 0].copy()
 
 
+def exr_channel_types(path: str | os.PathLike) -> list[int] | None:
+    """The pixel types of an OpenEXR file's channels (0 uint, 1 half, 2 float), read from its
+    header; None if the file is not an OpenEXR file (whatever its name says)."""
+    try:
+        with open(path, "rb") as file:
+            header = file.read(1 << 16)
+        if len(header) < 8 or struct.unpack_from("<i", header)[0] != _EXR_MAGIC:
+            return None
+        position = 8
+        while header[position] != 0:  # attributes: name, type, size, value; an empty name ends them
+            name_end = header.index(b"\0", position)
+            type_end = header.index(b"\0", name_end + 1)
+            (size,) = struct.unpack_from("<i", header, type_end + 1)
+            if header[position:name_end] == b"channels":
+                return _channel_types(header[type_end + 5:type_end + 5 + size])
+            position = type_end + 5 + size
+    except (OSError, ValueError, IndexError, struct.error):
+        return None
+    return None
+
+
+def _channel_types(chlist: bytes) -> list[int]:
+    types, position = [], 0
+    while position < len(chlist) and chlist[position] != 0:  # name, type, linear, 3 reserved, x/y sampling
+        name_end = chlist.index(b"\0", position)
+        types.append(struct.unpack_from("<i", chlist, name_end + 1)[0])
+        position = name_end + 17
+    return types
+
+
+def is_float_exr(path: str | os.PathLike) -> bool:
+    """Whether `path` is an OpenEXR file whose channels all hold floats (half or float)."""
+    types = exr_channel_types(path)
+    return bool(types) and all(kind in (_EXR_HALF, _EXR_FLOAT) for kind in types)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def painted_depth_target(obj: bpy.types.Object, image: bpy.types.Image) -> Path:
+    """The file Save Painted Depth may write: the depth recorded on the mesh (for a sequence,
+    its frame the canvas shows). CompositingInputError when the canvas is another image (the
+    plate, say) or the depth file is not a float OpenEXR file: nothing else is ever written."""
+    footage = resolve_footage(obj[DEPTH_KEY])
+    frames = [footage.path] if footage.source != "SEQUENCE" else \
+        [footage.frame_path(number) for number in range(1, footage.frame_count + 1)]
+    canvas = Path(bpy.path.abspath(image.filepath_raw)) if image.filepath_raw else None
+    target = next((frame for frame in frames if canvas is not None and _same_file(canvas, frame)), None)
+    if target is None:
+        raise CompositingInputError(
+            f"The paint canvas {image.name!r} ({canvas or 'not a file'}) is not the depth of {obj.name} "
+            f"({footage.path}); nothing was saved. Start Paint Depth again to paint the depth")
+    if not is_float_exr(target):
+        raise CompositingInputError(
+            f"{target}: not a float OpenEXR file; Save Painted Depth writes only into an OpenEXR depth "
+            "file, nothing was saved")
+    return target
+
+
+def _put_back(target: Path, previous: bytes | None, backup: Path | None) -> None:
+    """Undo a save: the target's previous bytes (None: it was not changed), no new backup."""
+    if previous is not None:
+        with atomic_path(target) as temporary:
+            Path(temporary).write_bytes(previous)
+    if backup is not None:
+        backup.unlink(missing_ok=True)
+
+
 def depth_mesh_object(context) -> bpy.types.Object | None:
     """The depth mesh to paint: the active object if it is one, else "Depth360 Mesh"."""
     active = context.view_layer.objects.active
@@ -135,27 +212,10 @@ class DEPTH360_OT_paint_depth(bpy.types.Operator):
             self.report({"ERROR"}, "No depth to paint: estimate depth first, or give a depth file")
             return {"CANCELLED"}
         try:
-            footage = resolve_footage(depth_path)
-            if obj is None:
-                plate = self.plate_path or scene.depth360.source_path
-                if not plate:
-                    raise CompositingInputError("No depth mesh and no plate to build one from")
-                obj = depth_mesh.build_mesh(plate, depth_path, scene=scene)
-                obj[PLATE_KEY] = bpy.path.abspath(plate)
+            with scene_transaction(scene):  # a mesh built for a canvas that then fails is removed
+                obj, footage, image = self._open(scene, obj, depth_path)
         except CompositingInputError as error:
             self.report({"ERROR"}, str(error))
-            return {"CANCELLED"}
-        frame_file = footage.frame_path(scene.frame_current)
-        loaded = set(bpy.data.images)
-        try:
-            image = bpy.data.images.load(str(frame_file), check_existing=True)
-        except RuntimeError as error:
-            self.report({"ERROR"}, f"{frame_file}: Blender cannot read it ({error})")
-            return {"CANCELLED"}
-        if not image.is_float:
-            if image not in loaded:
-                bpy.data.images.remove(image)
-            self.report({"ERROR"}, f"{frame_file}: depth must be a float file (OpenEXR) to paint it")
             return {"CANCELLED"}
         image.colorspace_settings.name = "Non-Color"
         obj[DEPTH_KEY] = str(footage.path)
@@ -164,8 +224,29 @@ class DEPTH360_OT_paint_depth(bpy.types.Operator):
         paint.canvas = image
         obj.data.uv_layers.active = obj.data.uv_layers["UVMap"]
         _set_mode(context, obj, "TEXTURE_PAINT")
+        frame_file = footage.frame_path(scene.frame_current)
         self.report({"INFO"}, f"Painting {frame_file.name} on {obj.name}: the brush value is metres")
         return {"FINISHED"}
+
+    def _open(self, scene, obj, depth_path: str):
+        """(mesh, depth footage, the current frame's float image); builds the mesh if there is none."""
+        footage = resolve_footage(depth_path)
+        if obj is None:
+            plate = self.plate_path or scene.depth360.source_path
+            if not plate:
+                raise CompositingInputError("No depth mesh and no plate to build one from")
+            obj = depth_mesh.build_mesh(plate, depth_path, scene=scene)
+            obj[PLATE_KEY] = bpy.path.abspath(plate)
+        frame_file = footage.frame_path(scene.frame_current)
+        try:
+            image = bpy.data.images.load(str(frame_file), check_existing=True)
+        except RuntimeError as error:
+            raise CompositingInputError(f"{frame_file}: Blender cannot read it ({error})") from None
+        if not image.is_float:
+            problem = "Blender cannot read an image from it" if image.size[0] == 0 else \
+                "depth must be a float file (OpenEXR) to paint it"
+            raise CompositingInputError(f"{frame_file}: {problem}")
+        return obj, footage, image
 
 
 class DEPTH360_OT_save_painted_depth(bpy.types.Operator):
@@ -176,13 +257,16 @@ class DEPTH360_OT_save_painted_depth(bpy.types.Operator):
     bl_options = {"REGISTER", "UNDO"}
 
     def execute(self, context):
-        scene = context.scene
         obj = depth_mesh_object(context)
-        image = scene.tool_settings.image_paint.canvas
+        image = context.scene.tool_settings.image_paint.canvas
         if obj is None or DEPTH_KEY not in obj or image is None:
             self.report({"ERROR"}, "Nothing to save: start with Paint Depth")
             return {"CANCELLED"}
-        target = Path(bpy.path.abspath(image.filepath_raw))
+        try:
+            target = painted_depth_target(obj, image)
+        except CompositingInputError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
         values = image_depth(image)
         bad = int(np.count_nonzero(~np.isfinite(values) | (values <= 0)))
         if bad:
@@ -190,19 +274,33 @@ class DEPTH360_OT_save_painted_depth(bpy.types.Operator):
                         "distances; paint distances in metres (above 0)")
             return {"CANCELLED"}
         backup = target.with_name(target.name.removesuffix(".exr") + ".unpainted.exr")
+        made_backup = not backup.exists()
         try:
-            if not backup.exists():
+            previous = target.read_bytes()
+            if made_backup:
                 shutil.copyfile(target, backup)
             write_depth_exr(target, values)
         except OSError as error:
+            _put_back(target, None, backup if made_backup else None)
             self.report({"ERROR"}, f"cannot write {target}: {error.strerror or error}")
             return {"CANCELLED"}
-        image.reload()
+        return self._rebuild_or_put_back(context, obj, image, target, previous, backup if made_backup else None)
+
+    def _rebuild_or_put_back(self, context, obj, image, target: Path, previous: bytes, backup: Path | None):
+        """Rebuild the mesh from the saved file; if that fails, the file and the scene go back as they were."""
+        rebuilt = False
         try:
-            obj = self._rebuild(context, obj)
+            with scene_transaction(context.scene):
+                obj = self._rebuild(context, obj)
+            rebuilt = True
         except CompositingInputError as error:
-            self.report({"ERROR"}, f"Saved {target.name}, but rebuilding the mesh failed: {error}")
+            self.report({"ERROR"}, f"Nothing saved ({target.name} is unchanged): rebuilding "
+                        f"{obj.name} from the painted depth failed: {error}")
             return {"CANCELLED"}
+        finally:
+            if not rebuilt:
+                _put_back(target, previous, backup)
+        image.reload()
         self.report({"INFO"}, f"Saved {target} and rebuilt {obj.name}")
         return {"FINISHED"}
 

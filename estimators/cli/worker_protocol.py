@@ -237,8 +237,12 @@ class WorkerProcess:
             self.process.kill() if number == getattr(signal, "SIGKILL", None) else self.process.terminate()
 
     def cancel(self, grace_s: float = CANCEL_GRACE_S) -> WorkerResult:
-        """Stop the worker and everything it started: terminate, then kill after `grace_s`."""
-        if self._result is None:
+        """Stop the worker and everything it started: terminate, then kill after `grace_s`.
+
+        A worker that has already exited is not cancelled: its result stays what it was
+        (a finished run stays "done").
+        """
+        if self._result is None and self.process.poll() is None:
             self.cancelled = True
             self._signal_group(signal.SIGTERM)
             try:
@@ -258,10 +262,10 @@ class WorkerProcess:
         for reader in self._readers:
             reader.join(timeout=5.0)
         self.poll()
-        if self.cancelled:
-            status, message = "cancelled", "cancelled"
-        elif returncode == 0:
+        if returncode == 0:  # finished, even if a cancel came just as it exited
             status, message = "done", "done"
+        elif self.cancelled:
+            status, message = "cancelled", "cancelled"
         else:
             status, message = "failed", failure_message(returncode, self.stderr_lines)
         self._result = WorkerResult(status, returncode, message,

@@ -51,11 +51,46 @@ def write_8bit_depth(path, distance: np.ndarray) -> Path:
     return _save(np.clip(distance / distance.max(), 0, 1), path, False, "PNG")
 
 
+DATA_KINDS = ("objects", "meshes", "materials", "images", "node_groups", "textures", "cameras", "worlds")
+
+
 def datablock_counts() -> dict[str, int]:
-    return {
-        name: len(getattr(bpy.data, name))
-        for name in ("objects", "meshes", "materials", "images", "node_groups", "textures", "cameras")
-    }
+    return {name: len(getattr(bpy.data, name)) for name in DATA_KINDS}
+
+
+def compositor_state(scene) -> tuple:
+    """Which compositor the scene uses and how many nodes it has (5.0: a node group; 4.x: use_nodes)."""
+    if hasattr(scene, "compositing_node_group"):
+        tree = scene.compositing_node_group
+        return (tree.name, len(tree.nodes)) if tree is not None else (None, 0)
+    tree = scene.node_tree
+    return (scene.use_nodes, len(tree.nodes) if tree is not None else 0)
+
+
+def scene_state(scene) -> dict:
+    """What an operator that fails must leave as it was: the datablocks of every kind (by
+    name), the render and colour settings, passes, cameras, compositor, canvas, selection."""
+    state = {kind: sorted(block.name for block in getattr(bpy.data, kind)) for kind in DATA_KINDS}
+    render, view = scene.render, scene.view_settings
+    state["render"] = (render.engine, render.film_transparent, render.resolution_x, render.resolution_y,
+                       render.resolution_percentage)
+    state["view"] = (view.view_transform, view.look, round(view.exposure, 6), round(view.gamma, 6))
+    state["passes"] = [(layer.name, layer.use_pass_z, layer.cycles.use_pass_shadow_catcher)
+                       for layer in scene.view_layers]
+    state["camera"] = scene.camera.name if scene.camera is not None else None
+    state["cameras"] = [(obj.name, tuple(round(v, 6) for v in (*obj.location, *obj.rotation_euler)),
+                         obj.data.type, obj.data.panorama_type)
+                        for obj in bpy.data.objects if obj.type == "CAMERA"]
+    state["compositor"] = compositor_state(scene)
+    canvas = scene.tool_settings.image_paint.canvas
+    state["canvas"] = canvas.name if canvas is not None else None
+    state["linked"] = sorted(obj.name for obj in scene.collection.objects)
+    state["image settings"] = [(image.name, image.colorspace_settings.name, image.source)
+                               for image in bpy.data.images if image.source in ("FILE", "SEQUENCE", "MOVIE")]
+    active = bpy.context.view_layer.objects.active
+    state["active"] = active.name if active is not None else None
+    state["selected"] = sorted(obj.name for obj in bpy.context.view_layer.objects if obj.select_get())
+    return state
 
 
 def reset_scene() -> bpy.types.Scene:
@@ -70,6 +105,8 @@ def reset_scene() -> bpy.types.Scene:
         scene.compositing_node_group = None
     else:
         scene.use_nodes = False
+        if scene.node_tree is not None:  # 4.x: the scene's own tree cannot be removed, only emptied
+            scene.node_tree.nodes.clear()
     scene.frame_set(1)
     scene.render.film_transparent = False
     scene.render.resolution_percentage = 100

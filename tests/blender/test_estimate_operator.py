@@ -18,7 +18,12 @@ import bpy
 import numpy as np
 import pytest
 
-from tests.blender.compositing_helpers import datablock_counts, reset_scene, write_plate
+from tests.blender.compositing_helpers import (
+    datablock_counts,
+    reset_scene,
+    scene_state,
+    write_plate,
+)
 from tests.blender.conftest import PACKAGE, REPO
 
 ENGINE_PYTHON = REPO / ".venv" / "bin" / "python"  # torch, OpenCV, OpenEXR: the engine runs
@@ -187,6 +192,29 @@ def test_estimate_in_a_worker_builds_mesh_and_compositor(scene, tmp_path):
     tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
     images = {node.image.filepath for node in tree.nodes if node.bl_idname == "CompositorNodeImage"}
     assert images == {settings.source_path, str(depth)}
+
+
+def test_a_build_failing_after_the_mesh_leaves_the_scene_as_it_was(scene, tmp_path, monkeypatch):
+    """Issue 11, point 6: the mesh is built, then the compositor fails (its depth went missing
+    in between): no mesh stays, the settings are untouched, and the depth file is named."""
+    depth_mesh = importlib.import_module(f"{PACKAGE}.compositing.depth_mesh")
+    build_mesh = depth_mesh.build_mesh
+    depth = tmp_path / "out" / "pano.distance.exr"
+
+    def build_then_lose_the_depth(*args, **kwargs):
+        obj = build_mesh(*args, **kwargs)
+        depth.rename(depth.with_name("elsewhere.exr"))
+        return obj
+
+    monkeypatch.setattr(depth_mesh, "build_mesh", build_then_lose_the_depth)
+    scene.render.engine = "BLENDER_WORKBENCH"
+    before, state = _snapshot(scene)[:2], scene_state(scene)
+    with pytest.raises(RuntimeError, match=re.escape(f"Depth written to {depth}, but building failed")) as raised:
+        bpy.ops.depth360.estimate(engine="WORKER", model=_plugin(tmp_path, "constant"))
+    assert "Depth360 Mesh" not in bpy.data.objects
+    assert _snapshot(scene)[:2] == before and scene_state(scene) == state
+    assert "(the scene is unchanged): " in str(raised.value) and "file not found" in str(raised.value)
+    assert scene.depth360.status == "Failed"
 
 
 @pytest.mark.parametrize(("plugin", "message"), [
@@ -364,6 +392,61 @@ def test_the_modal_operator_shows_progress_finishes_and_esc_cancels(scene, tmp_p
     result, _ = _play(operator, ended)
     assert result == {"CANCELLED"}
     assert operator.reports[-1] == ("ERROR", "RuntimeError: CUDA out of memory. Tried to allocate 9.00 GiB")
+
+
+def test_esc_after_the_worker_finished_builds_its_outputs(scene, tmp_path):
+    """Issue 11, point 8: the worker already exited 0 when ESC (or the panel's Cancel) arrives:
+    the job is finished, not cancelled, and its outputs are built into the scene."""
+    estimate = _module("estimate")
+    depth = tmp_path / "out" / "pano.distance.exr"
+    for stop in ("ESC", "Cancel"):
+        reset_scene()
+        operator = _interactive_operator()
+        operator.model = _plugin(tmp_path, "constant")
+        assert operator.start_job(bpy.context)
+        worker = estimate.ACTIVE_JOBS[scene.as_pointer()].worker
+        assert worker.process.wait(timeout=60) == 0  # finished; the modal has not looked yet
+        if stop == "ESC":
+            result = operator.modal(bpy.context, _Event("ESC", "PRESS"))
+        else:
+            assert bpy.ops.depth360.cancel_estimate() == {"FINISHED"}
+            result = operator.modal(bpy.context, _Event("TIMER"))
+        assert result == {"FINISHED"}, (stop, operator.reports)
+        assert operator.reports[-1][0] == "INFO" and str(depth) in operator.reports[-1][1]
+        assert scene.depth360.status == "Done: pano.distance.exr" and scene.depth360.depth_path == str(depth)
+        assert "Depth360 Mesh" in bpy.data.objects and scene.as_pointer() not in estimate.ACTIVE_JOBS
+
+
+def test_disabling_the_extension_stops_a_running_estimate(scene, tmp_path):
+    """Issue 11, point 7: unregister() ends a running job: its worker and the worker's children
+    are gone (the process table says so), its timer, progress and status text are cleared."""
+    estimate = _module("estimate")
+    extension = importlib.import_module(PACKAGE)
+    operator = _interactive_operator()
+    operator.model = _plugin(tmp_path, "slow")
+    assert operator.start_job(bpy.context)
+    key = scene.as_pointer()
+    job = estimate.ACTIVE_JOBS[key]
+    worker = job.worker
+    _play(operator, lambda _: any(line.startswith("child") for line in worker.stdout_lines))
+    child = int(next(line for line in worker.stdout_lines if line.startswith("child")).split()[1])
+    live = _live_processes()
+    assert worker.pid in live and child in live and live[child] == worker.pid  # the job's process group
+    assert scene.depth360.status != ""
+    extension.unregister()
+    try:
+        live = _live_processes()
+        alive = [pid for pid in (worker.pid, child) if pid in live] + \
+            [pid for pid, group in live.items() if group == worker.pid]
+        assert not alive, f"processes of the job still alive after unregister(): {alive}"
+        assert not estimate.ACTIVE_JOBS and job.timer is None
+    finally:
+        if estimate.ACTIVE_JOBS.pop(key, None) is not None:  # unfixed code: do not leak the worker
+            worker.cancel()
+        extension.register()
+    assert scene.depth360.status == "" and scene.depth360.progress == 0.0
+    assert bpy.ops.depth360.estimate.poll()
+    assert operator.modal(bpy.context, _Event("TIMER")) == {"CANCELLED"}  # its modal ends quietly
 
 
 def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):

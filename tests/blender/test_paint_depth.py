@@ -7,12 +7,20 @@ pixels. Files are checked with the engine's own reader (OpenEXR package).
 from __future__ import annotations
 
 import importlib
+import struct
+import zlib
 
 import bpy
 import numpy as np
 import pytest
 
-from tests.blender.compositing_helpers import datablock_counts, equirect, reset_scene, write_plate
+from tests.blender.compositing_helpers import (
+    datablock_counts,
+    equirect,
+    reset_scene,
+    scene_state,
+    write_plate,
+)
 from tests.blender.conftest import PACKAGE
 
 HEIGHT, WIDTH = 32, 64
@@ -130,3 +138,89 @@ def test_save_refuses_nonsense_and_keeps_the_file(footage):
     with pytest.raises(RuntimeError, match="depth must be a float file"):
         bpy.ops.depth360.paint_depth(depth_path=str(plate_png))
     assert len(bpy.data.images) == images
+
+
+def _png16(path, values: np.ndarray) -> None:
+    """A 16-bit greyscale PNG of `values` in 0..1 (Blender reads it as a float image)."""
+    height, width = values.shape
+    rows = np.round(np.clip(values, 0, 1) * 65535).astype(">u2")
+    raw = b"".join(b"\0" + row.tobytes() for row in rows)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 0, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def _files(folder) -> dict[str, bytes]:
+    return {path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.is_file()}
+
+
+def test_save_writes_only_the_depth_of_the_mesh_not_a_switched_canvas(footage):
+    """Issue 11, point 5: the artist switched the canvas to the plate; saving must not touch it."""
+    plate, depth = footage
+    assert bpy.ops.depth360.paint_depth(depth_path=str(depth), plate_path=str(plate)) == {"FINISHED"}
+    _stroke(bpy.context.scene.tool_settings.image_paint.canvas, *PATCH, PAINTED)
+    files = _files(plate.parent)
+    plate_image = bpy.data.images.load(str(plate), check_existing=True)
+    bpy.context.scene.tool_settings.image_paint.canvas = plate_image
+    _stroke(plate_image, *PATCH, 0.9)  # paint on the plate: positive values, a "valid" depth
+    with pytest.raises(RuntimeError, match=r"The paint canvas 'pano.png' .* is not the depth of Depth360 Mesh "
+                       r"\(.*pano.distance.exr\); nothing was saved"):
+        bpy.ops.depth360.save_painted_depth()
+    assert _files(plate.parent) == files  # plate and depth byte-identical, no *.unpainted.exr
+
+
+def test_save_refuses_a_depth_file_that_is_not_a_float_exr(footage):
+    """A 16-bit PNG named .exr paints (a float image) but is not an OpenEXR file: nothing is written."""
+    plate, _ = footage
+    fake = plate.with_name("fake.distance.exr")
+    _png16(fake, np.full((HEIGHT, WIDTH), 0.5))
+    assert bpy.ops.depth360.paint_depth(depth_path=str(fake), plate_path=str(plate)) == {"FINISHED"}
+    canvas = bpy.context.scene.tool_settings.image_paint.canvas
+    assert canvas.is_float and bpy.data.objects["Depth360 Mesh"]["depth360_depth_path"] == str(fake)
+    _stroke(canvas, *PATCH, PAINTED)
+    files = _files(plate.parent)
+    with pytest.raises(RuntimeError, match="fake.distance.exr: not a float OpenEXR file"):
+        bpy.ops.depth360.save_painted_depth()
+    assert _files(plate.parent) == files
+    paint = _module("operators.paint_depth")
+    assert paint.is_float_exr(plate.with_name("pano.distance.exr")) and not paint.is_float_exr(fake)
+    assert not paint.is_float_exr(plate) and not paint.is_float_exr(plate.with_name("missing.exr"))
+
+
+def test_a_failed_rebuild_saves_nothing_and_keeps_the_painting(footage):
+    """The plate went missing: the mesh cannot be rebuilt, so the file, scene and canvas stay as they were."""
+    plate, depth = footage
+    bpy.ops.depth360.paint_depth(depth_path=str(depth), plate_path=str(plate))
+    canvas = bpy.context.scene.tool_settings.image_paint.canvas
+    _stroke(canvas, *PATCH, PAINTED)
+    plate.rename(plate.with_name("moved.png"))
+    files = _files(depth.parent)
+    counts = datablock_counts()
+    with pytest.raises(RuntimeError, match="pano.png: file not found") as raised:
+        bpy.ops.depth360.save_painted_depth()
+    assert _files(depth.parent) == files and datablock_counts() == counts
+    assert "Nothing saved (pano.distance.exr is unchanged)" in str(raised.value)
+    assert _module("operators.paint_depth").image_depth(canvas)[PATCH].min() == PAINTED  # still painted
+
+
+def test_paint_depth_leaves_no_mesh_when_the_depth_cannot_be_opened(footage, monkeypatch):
+    """Issue 11, point 6: a new mesh is built, then the depth image fails to load: no mesh stays."""
+    plate, depth = footage
+    depth_mesh = _module("compositing.depth_mesh")
+    build_mesh = depth_mesh.build_mesh
+
+    def build_then_break(*args, **kwargs):
+        obj = build_mesh(*args, **kwargs)
+        depth.write_bytes(b"broken after the mesh was built" * 10)  # the file the canvas loads next
+        return obj
+
+    monkeypatch.setattr(depth_mesh, "build_mesh", build_then_break)
+    scene = bpy.context.scene
+    before = scene_state(scene)
+    with pytest.raises(RuntimeError, match=r"pano\.distance\.exr: ") as raised:
+        bpy.ops.depth360.paint_depth(depth_path=str(depth), plate_path=str(plate))
+    assert "Depth360 Mesh" not in bpy.data.objects and scene_state(scene) == before
+    assert "Blender cannot read an image from it" in str(raised.value)

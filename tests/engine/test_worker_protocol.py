@@ -207,6 +207,16 @@ def test_cancel_stops_the_worker_and_its_children_within_2_s(fake_worker, mode):
     assert worker.cancel() is result  # a second cancel is harmless
 
 
+def test_cancel_after_the_worker_finished_keeps_it_done(fake_worker):
+    """A worker that already exited 0 is finished: a late cancel (ESC just after) changes nothing."""
+    worker = WorkerProcess([sys.executable, "-u", str(fake_worker), "progress", "2", "0.01"])
+    assert worker.process.wait(timeout=20) == 0
+    result = worker.cancel()
+    assert result.status == "done" and result.returncode == 0 and result.message == "done"
+    assert not worker.cancelled and worker.result() is result
+    assert [update.frame for update in worker.updates] == [1, 2]
+
+
 def test_a_crash_becomes_the_message_naming_the_problem(fake_worker):
     result = WorkerProcess([sys.executable, str(fake_worker), "crash"]).run_to_end()
     assert result.status == "failed" and result.returncode == 1

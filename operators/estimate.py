@@ -323,7 +323,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
             else:
                 try:
                     worker = start_worker(request, prefs, python)
-                except OSError as error:
+                except (OSError, ValueError) as error:  # cannot start, or the install folder is no package name
                     self.report({"ERROR"}, str(error))
                     return {"CANCELLED"}
                 scene = context.scene
@@ -353,7 +353,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
         try:
             python = bpy.path.abspath(self.python) if self.python else ""
             worker = start_worker(request, dependencies.addon_preferences(context), python)
-        except OSError as error:
+        except (OSError, ValueError) as error:  # cannot start, or the install folder is no package name
             self.report({"ERROR"}, str(error))
             return False
         self._job_key = context.scene.as_pointer()

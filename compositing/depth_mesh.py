@@ -7,7 +7,9 @@ vertices on the rays of pixel centres, one vertex at each pole, longitude wrappi
 maps without mirroring. Two methods:
 
 - ``"vertices"``: each vertex sits at its pixel's distance along its ray (one frame,
-  baked), and faces across depth discontinuities are removed.
+  baked), and faces across depth discontinuities are removed. Where the engine's mask
+  file lies beside the distance file (`mask_path`), its 0 pixels (sky, unseen) keep
+  their far distance, a far dome, and no face joins them to the real scene.
 - ``"displace"``: the classic form, a unit sphere with a Displace modifier reading the
   depth image by UV; a vertex moves to ``1 + (depth - midlevel) * strength`` along its
   outward normal, so the defaults (strength 1, midlevel 1) give the metric distance of a
@@ -20,6 +22,7 @@ The object sits at `location` (the camera centre); a panoramic camera named
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Literal
 
 import bpy
@@ -114,6 +117,36 @@ def discontinuous_faces(distance: np.ndarray, index: np.ndarray, sizes: np.ndarr
     return far > near * (1.0 + threshold)
 
 
+def mixed_faces(infinite: np.ndarray, index: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Mask of faces with corners both at infinity (sky, off the mask) and on real surfaces."""
+    flags = infinite[index]
+    flags = np.where(np.arange(4) < sizes[:, None], flags, flags[:, :1])
+    return flags.any(axis=1) & ~flags.all(axis=1)
+
+
+def mask_path(depth_path: Path) -> Path:
+    """The engine's validity mask beside a distance file: photo.distance.exr -> photo.mask.exr,
+    distance_00001.exr -> mask_00001.exr."""
+    name = depth_path.name
+    if ".distance." in name:
+        return depth_path.with_name(name.replace(".distance.", ".mask.", 1))
+    return depth_path.with_name(name.replace("distance", "mask", 1))
+
+
+def _infinite_vertices(footage, frame: int, shape, pixel_rows, pixel_cols) -> np.ndarray | None:
+    """Per vertex (poles last): off the engine's mask (sky, unseen); None without a mask file."""
+    from .image_data import Footage
+
+    path = mask_path(footage.frame_path(frame))
+    if path == footage.frame_path(frame) or not path.is_file():
+        return None
+    mask = read_depth_frame(Footage(path, "FILE"), 1)
+    if mask.shape != shape:
+        return None
+    grid = mask[pixel_rows][:, pixel_cols] < 0.5
+    return np.concatenate([grid.ravel(), [grid[0].mean() > 0.5, grid[-1].mean() > 0.5]])
+
+
 def _new_mesh(name, positions, index, sizes, uvs) -> bpy.types.Mesh:
     mesh = bpy.data.meshes.new(name)
     used = np.arange(4)[None, :] < sizes[:, None]
@@ -189,22 +222,27 @@ def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, meth
         raise CompositingInputError(
             f"{depth.footage.path}: mesh resolution {rows}x{cols} must be within 2x3 and the depth size {depth_h}x{depth_w}"
         )
-    distance = None
+    distance = infinite = None
     if method == "vertices":
-        field = read_depth_frame(depth.footage, scene.frame_current if frame is None else frame)
+        number = scene.frame_current if frame is None else frame
+        field = read_depth_frame(depth.footage, number)
         if not np.isfinite(field).all() or (field <= 0).any():
             raise CompositingInputError(f"{depth.footage.path}: depth holds non-finite or non-positive values")
         pixel_rows, pixel_cols = grid_pixels(depth_h, depth_w, rows, cols)
         grid = field[pixel_rows][:, pixel_cols]
         distance = np.concatenate([grid.ravel(), [np.median(grid[0]), np.median(grid[-1])]])
+        infinite = _infinite_vertices(depth.footage, number, field.shape, pixel_rows, pixel_cols)
 
     index, corners_rc, sizes = grid_faces(rows, cols, inward=method == "vertices")
     rays = _vertex_rays(depth_h, depth_w, rows, cols)
     if method == "vertices":
         positions = rays * distance[:, None]
+        keep = np.ones(len(sizes), bool)
         if discontinuity is not None:
-            keep = ~discontinuous_faces(distance, index, sizes, discontinuity)
-            index, corners_rc, sizes = index[keep], corners_rc[keep], sizes[keep]
+            keep &= ~discontinuous_faces(distance, index, sizes, discontinuity)
+        if infinite is not None:  # the sky stays a far dome, never joined to the real scene
+            keep &= ~mixed_faces(infinite, index, sizes)
+        index, corners_rc, sizes = index[keep], corners_rc[keep], sizes[keep]
     else:
         positions = rays
     uvs = _corner_uvs(corners_rc, depth_h, depth_w, rows, cols)

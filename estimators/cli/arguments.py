@@ -55,7 +55,10 @@ stereo (--model stereo with --layout top-bottom, left eye on top, or side-by-sid
 eye on the left): depth of the left eye (written as photo.left.png for a still), at the
 eye's size. 360 footage is omni-directional stereo (ODS, Blender's spherical stereo)
 with the eyes --ipd apart and --pole-merge angles; --near and --far bound the search
-(default 0.5 m to 100 m). With --projection perspective the pair is a rectified photo
+(default 0.5 m to 100 m). Disparities under 1 px of the matched eye (matched at most
+2048 wide) cannot be measured: such far field and sky are off the mask, and a pair is
+refused only when its eyes are one picture (equal within one 8-bit level on 99.9% of
+the pixels). With --projection perspective the pair is a rectified photo
 pair: `disparity` is in pixels of the left eye; `distance` follows the relative rule.
 
 videos: depth is stabilised over time (--no-stabilise to turn it off). --frames A-B

@@ -65,6 +65,11 @@ class NetworkEstimator:
         return self.spec.input_size
 
     @property
+    def max_depth(self) -> float | None:
+        """Metric models: the head's range in metres (outputs near it mean "beyond range")."""
+        return self.spec.max_depth
+
+    @property
     def precision(self) -> str:
         """fp32, fp16 or bf16."""
         return precision_label(self.dtype)

@@ -48,6 +48,9 @@ Kind = Literal["relative-disparity", "metric-distance"]
 KINDS: tuple[str, ...] = ("relative-disparity", "metric-distance")
 # Least weight of a view in the gauge, relative to the best-observed view (see Gauge above).
 OBSERVABILITY_FLOOR = 0.3
+# Pull of every scale towards 1 (the normalised units), relative to the data: what settles
+# the scale of a flat view, which its overlaps cannot observe.
+SCALE_RIDGE = 1e-3
 # Smallest robust scale of the relative pair residuals (see _Problem.weights_for).
 SIGMA_FLOOR = 1e-3
 
@@ -234,9 +237,17 @@ def align_views(
     x = coarse.solve(None, 1)
     level = coarse.levels(x)
     if robust:
-        x = coarse.solve(coarse.weights_for(x, level), iterations, level)
-        level = coarse.levels(x)
+        candidates = []
+        for start in (x, _robust_start(coarse, samples, x, level)):  # the robust start may equal x
+            start_level = coarse.levels(start)
+            solved = coarse.solve(coarse.weights_for(start, start_level), iterations, start_level)
+            solved_level = coarse.levels(solved)
+            candidates.append((float(np.median(np.abs(coarse.pairs @ solved) / solved_level)), solved, solved_level))
+        _, x, level = min(candidates, key=lambda candidate: candidate[0])
     residual_before = _robust_rms(coarse.pairs @ coarse.identity() / coarse.levels(coarse.identity()))
+    # What stage 1's fit down-weights (blunders) stays down-weighted when the grids may bend.
+    stage_one = coarse.weights_for(x, level) * level**2
+    prior = np.minimum(stage_one / np.median(stage_one), 1.0) if robust else None
     problem = coarse
     if grid > 1:
         # Stage 2: the grids. Each view is first re-centred on its own zero (the raw value
@@ -252,7 +263,7 @@ def align_views(
         # Residuals relative to stage 1's disparity; the seed weights down-weight blunders
         # before the grids can bend to them.
         if robust:
-            x = problem.solve(problem.weights_for(start, level), iterations, level)
+            x = problem.solve(problem.weights_for(start, level), iterations, level, prior=prior)
         else:
             x = problem.solve(1.0 / level**2, 1)
     residual_after = _robust_rms(problem.pairs @ x / level)
@@ -370,6 +381,7 @@ class _Problem:
         seen[samples.view[samples.second]] = True
         unseen = np.repeat(~seen, g2).astype(np.float64)
         self.anchor = np.r_[unseen, unseen if not metric else np.zeros(0)] * max(per_field, 1.0)
+        self.anchor[: self.n_scale] += SCALE_RIDGE**2 * per_field
         # Gauge: the views' mean scale, each view weighted by how well its overlaps
         # observe its scale (see observability).
         view_weight = np.repeat((np.ones(n_views) if metric else samples.observability) * seen, g2)
@@ -406,10 +418,16 @@ class _Problem:
         return weights * (self.n_pairs / weights.sum())
 
     def solve(
-        self, weights: np.ndarray | None, iterations: int, level: np.ndarray | None = None
+        self, weights: np.ndarray | None, iterations: int, level: np.ndarray | None = None,
+        prior: np.ndarray | None = None,
     ) -> np.ndarray:
-        """IRLS: minimise the weighted pair residuals + regulariser with mean(scale) = 1."""
+        """IRLS: minimise the weighted pair residuals + regulariser with mean(scale) = 1.
+
+        `prior`: per-pair factors every iteration's weights are multiplied by (what an
+        earlier stage found to be blunders stays down-weighted)."""
         weights = np.ones(self.n_pairs) if weights is None else weights
+        prior = np.ones(self.n_pairs) if prior is None else prior
+        weights = weights * prior
         gauge = sp.csc_matrix(self.gauge[None, :])
         rhs = np.zeros(self.n_unknowns + 1)
         rhs[: self.n_unknowns] = self.anchor * self.identity()
@@ -417,13 +435,75 @@ class _Problem:
         x = self.identity()
         for it in range(iterations):
             if it > 0:
-                weights = self.weights_for(x, level)
+                weights = self.weights_for(x, level) * prior
             normal = (self.pairs.T @ sp.diags(weights) @ self.pairs + self.regulariser + sp.diags(self.anchor)).tocsc()
             kkt = sp.bmat([[normal, gauge.T], [gauge, None]]).tocsc()
             x = spla.spsolve(kkt, rhs)[: self.n_unknowns]
             if not np.all(np.isfinite(x)):
                 raise ValueError("view alignment failed: the overlap system is singular (do the views overlap?)")
         return x
+
+
+def _pair_views(problem: _Problem, samples: _Samples) -> tuple[np.ndarray, np.ndarray]:
+    return samples.view[samples.first], samples.view[samples.second]
+
+
+def _without_view(problem: _Problem, samples: _Samples, view: int, level: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares with every pair of `view` left out (its unknowns held at the identity):
+    the solution and the robust RMS of the remaining pairs' relative residuals."""
+    first, second = _pair_views(problem, samples)
+    kept = (first != view) & (second != view)
+    saved = problem.anchor.copy()
+    g2 = problem.grid * problem.grid
+    problem.anchor[view * g2:(view + 1) * g2] = max(float(problem.anchor.max()), 1.0)
+    if not problem.metric:
+        problem.anchor[problem.n_scale + view * g2:problem.n_scale + (view + 1) * g2] = problem.anchor[view * g2]
+    try:
+        x = problem.solve(kept / level**2, 1)
+    finally:
+        problem.anchor[:] = saved
+    return x, _robust_rms((problem.pairs @ x / level)[kept])
+
+
+def _robust_start(problem: _Problem, samples: _Samples, x: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """A start that one view disagreeing with all its neighbours cannot drag (issue 12).
+
+    If leaving one view's pairs out makes the others agree several times better, that view
+    is solved last, against the others held fixed, with its worst-fitting half of pairs
+    left out; the IRLS that follows starts from there and down-weights what still disagrees.
+    """
+    first, second = _pair_views(problem, samples)
+    views = np.unique(np.r_[first, second])
+    if views.size < 3:
+        return x
+    everyone = _robust_rms(problem.pairs @ x / level)
+    trials = [_without_view(problem, samples, int(v), level) for v in views]
+    best = int(np.argmin([rms for _, rms in trials]))
+    if not trials[best][1] < 0.3 * everyone:
+        return x
+    view, x = int(views[best]), trials[best][0]
+    mine = (first == view) | (second == view)
+    for keep in (100.0, 50.0, 50.0):  # the view's own unknowns only: the others stay as solved
+        relative = np.abs(problem.pairs @ x / level)
+        use = mine & (relative <= np.percentile(relative[mine], keep))
+        x = _solve_one_view(problem, x, view, use / level**2)
+    return x
+
+
+def _solve_one_view(problem: _Problem, x: np.ndarray, view: int, weights: np.ndarray) -> np.ndarray:
+    """`x` with only `view`'s unknowns re-solved by weighted least squares (+ its regulariser)."""
+    g2 = problem.grid * problem.grid
+    mine = np.r_[np.arange(view * g2, (view + 1) * g2)]
+    if not problem.metric:
+        mine = np.r_[mine, problem.n_scale + mine]
+    others = np.setdiff1d(np.arange(problem.n_unknowns), mine)
+    a = problem.pairs[:, mine]
+    b = -(problem.pairs[:, others] @ x[others])
+    normal = (a.T @ sp.diags(weights) @ a + problem.regulariser[mine][:, mine]).toarray()
+    rhs = a.T @ (weights * b)
+    x = x.copy()
+    x[mine] = np.linalg.lstsq(normal, rhs, rcond=None)[0]
+    return x
 
 
 def _robust_rms(residuals: np.ndarray) -> float:

@@ -22,6 +22,7 @@ from ..models.plugins import ESTIMATOR_KINDS, is_metric
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
 from .alignment import Alignment, align_views
 from .blending import blend_to_equirect
+from .infinity import beyond_range, find_sky, sample_mask
 from .projection import (
     DEFAULT_FOV_DEG,
     Interpolation,
@@ -62,6 +63,7 @@ class EquirectDepth:
     calibrated). `mask`: bool [H, W], True where the distance is valid (not sky, not
     unseen; uncalibrated: where some view saw the pixel).
     `timings`: seconds per stage. `alignment`: the solved correction (None if skipped).
+    `sky`: bool [H, W], the pixels at infinity (panorama.infinity); off the mask.
     """
 
     disparity: np.ndarray
@@ -72,6 +74,7 @@ class EquirectDepth:
     views: tuple[View, ...]
     timings: dict[str, float] = field(default_factory=dict)
     alignment: Alignment | None = None
+    sky: np.ndarray | None = None
 
 
 def _check_image(image: np.ndarray) -> np.ndarray:
@@ -168,6 +171,7 @@ def estimate_equirect(
     near: float | None = None,
     far: float | None = None,
     calibrate: bool = True,
+    sky: bool = True,
     **align_options: Any,
 ) -> EquirectDepth:
     """Depth of an equirect image [H, W, 3] (float 0..1, W = 2H) with any estimator.
@@ -180,6 +184,8 @@ def estimate_equirect(
     `grid`: control points per view side. `near`/`far`: calibration (calibration.py);
     defaults 1 m / 100 m for relative and 0.01 m / 1000 m (clamp only) for metric.
     `calibrate` False leaves `distance` None (the pipeline calibrates after stabilising).
+    `sky`: find the pixels at infinity (panorama.infinity): left out of the views'
+    alignment, off the mask, out of the calibration's percentiles.
     """
     if getattr(estimator, "kind", None) not in ESTIMATOR_KINDS:
         raise ValueError(
@@ -207,26 +213,59 @@ def estimate_equirect(
     timings["project"] = t1 - t0
     timings["predict"] = t2 - t1
 
-    aligned, valid, alignment = align_predictions(raw, views, kind, align=align, grid=grid, **align_options)
-    t3 = time.perf_counter()
-    timings["align"] = t3 - t2
+    timings.update(align=0.0, merge=0.0)
 
-    merged, weight = blend_to_equirect(aligned, views, height, width, valid=valid)
+    def fuse(exclude=None):
+        tick = time.perf_counter()
+        aligned, valid, solved = align_predictions(raw, views, kind, align=align, grid=grid, exclude=exclude,
+                                                   **align_options)
+        timings["align"] += time.perf_counter() - tick
+        tick = time.perf_counter()
+        merged, weight = blend_to_equirect(aligned, views, height, width, valid=valid)
+        timings["merge"] += time.perf_counter() - tick
+        return merged, weight, solved
+
+    merged, weight, alignment = fuse()
+    sky_mask = np.zeros((height, width), bool)
+    if sky:  # infinity found on a first fusion, then left out of the views' alignment
+        tick = time.perf_counter()
+        sky_mask, infinity = _find_infinity(merged, weight > 0, raw, views, kind, image,
+                                            getattr(estimator, "max_depth", None))
+        timings["sky"] = time.perf_counter() - tick
+        if any(part.any() for part in infinity):
+            merged, weight, alignment = fuse(infinity)
     t4 = time.perf_counter()
-    timings["merge"] = t4 - t3
-    seen = weight > 0
+    seen = (weight > 0) & ~sky_mask
     distance, mask = None, seen
     if calibrate:
         calibrated = metric_to_distance if metric else relative_to_distance
         distance, mask = calibrated(merged, near, far, valid=seen)
         timings["calibrate"] = time.perf_counter() - t4
     # blend_to_equirect leaves unseen pixels at 0: `merged` already is the disparity to return.
-    return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment)
+    return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment, sky_mask)
+
+
+def _find_infinity(merged: np.ndarray, seen: np.ndarray, raw, views, kind: str, image: np.ndarray,
+                   max_depth: float | None) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The frame's pixels at infinity, and each view's share of them (left out of the alignment).
+
+    Metric: outputs beyond the model's range, and the sky connected to the zenith;
+    relative: the sky connected to the zenith (infinity.find_sky).
+    """
+    sky = find_sky(merged, seen, image)
+    in_views = [sample_mask(sky, view) for view in views]
+    if is_metric(kind):
+        in_views = [part | beyond_range(r, max_depth) for part, r in zip(in_views, raw, strict=True)]
+    return sky, in_views
 
 
 def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str, *, align: bool = True,
-                      grid: int = 4, **align_options: Any) -> tuple[list[np.ndarray], list[np.ndarray], Alignment | None]:
+                      grid: int = 4, exclude: list[np.ndarray] | None = None,
+                      **align_options: Any) -> tuple[list[np.ndarray], list[np.ndarray], Alignment | None]:
     """Views' predictions as aligned disparity along their rays: (aligned, valid per view, the solve or None).
+
+    `exclude`: per view, pixels left out of the alignment (not of the blend): candidates
+    for infinity; a metric view's pixels beyond its range are left out of both.
 
     Metric results are distances: their inverses are aligned, by scale only (alignment.py).
     Planar metric depth (`metric-depth`) is first made distance along each pixel's ray:
@@ -240,10 +279,13 @@ def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str,
             disparities = [np.where((r > 0) & np.isfinite(r), 1.0 / r, np.nan).astype(np.float32) for r in raw]
     else:
         disparities = raw
+    if exclude is not None and kind == "metric-distance":
+        disparities = [np.where(out, np.nan, d).astype(np.float32) for d, out in zip(disparities, exclude, strict=True)]
     valid = [np.isfinite(d) for d in disparities]
     if not align or len(views) < 2:
         return naive_ray_disparity(disparities, views, kind), valid, None
-    alignment = align_views(disparities, views, kind=kind, grid=grid, valid=valid, **align_options)
+    evidence = valid if exclude is None else [v & ~out for v, out in zip(valid, exclude, strict=True)]
+    alignment = align_views(disparities, views, kind=kind, grid=grid, valid=evidence, **align_options)
     aligned = alignment.apply([np.where(v, d, 0.0) for d, v in zip(disparities, valid, strict=True)], views)
     return aligned, valid, alignment
 

@@ -357,6 +357,9 @@ class SourceRun:
             number, picture, keep, prediction = item
             tick = time.perf_counter()
             depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep)
+            if depth is not None and not depth.mask.any():
+                where = "the picture" if self.source.still else f"frame {number}"
+                self.warn(f"{where} has nothing but sky (or no texture at all): written at far, mask 0")
             if depth is None:
                 self.context_frames.append(number)
             else:

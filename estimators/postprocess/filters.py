@@ -67,57 +67,88 @@ def _apply_padded(values: np.ndarray, pad: int, wrap: bool, function) -> np.ndar
 # --- hole filling ---------------------------------------------------------------------------
 
 
+# Rings peeled exactly; the rest of a larger hole is filled at half the size. Large maps peel
+# fewer: deep inside a big hole (the sky of a 4K frame) the fill is off the mask anyway.
+PEEL_PASSES = 32
+SMALL_MAP = 1 << 16
+LARGE_MAP_PEEL_PASSES = 8
+
+
+def _neighbour_indices(flat: np.ndarray, height: int, width: int, wrap: bool):
+    """(inside, index) of the 4 neighbours of flat pixel indices (columns wrap when `wrap`)."""
+    rows, cols = np.divmod(flat, width)
+    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        r, c = rows + dr, cols + dc
+        inside = (r >= 0) & (r < height)
+        if wrap:
+            c = c % width
+        else:
+            inside &= (c >= 0) & (c < width)
+        yield inside, np.clip(r, 0, height - 1) * width + np.clip(c, 0, width - 1)
+
+
 def fill_holes(values: np.ndarray, valid: np.ndarray, *, wrap: bool = True) -> np.ndarray:
     """Fill invalid pixels from their valid neighbours, peeling each hole from its rim inward.
 
     Each pass gives every invalid pixel that touches a known pixel (4-neighbours) the mean
-    of its known neighbours, then marks it known, until none is left. Valid pixels are
-    returned unchanged, bit for bit. ValueError if there is no valid pixel to fill from.
+    of its known neighbours, then marks it known. After PEEL_PASSES passes (fewer on large
+    maps) what is left
+    (the inside of a large hole: the sky of an outdoor frame, say) takes the same fill made
+    at half the size, brought back up, so a hole over half a 4K frame costs well under a
+    second. Valid pixels are returned unchanged, bit for bit; every filled value is an
+    average of valid ones. ValueError if there is no valid pixel to fill from.
     """
+    import cv2
+
     values = _check_map(values)
     valid = _check_mask(valid, values.shape)
-    out = values.astype(np.float64)
     if valid.all():
         return values.copy()
     if not valid.any():
         raise ValueError("cannot fill holes: the map has no valid pixel")
     height, width = values.shape
-    known = valid.copy()
-    out[~known] = 0.0
-    offsets = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
-    def neighbours(rows, cols):
-        for dr, dc in offsets:
-            r, c = rows + dr, cols + dc
-            inside = (r >= 0) & (r < height)
-            if wrap:
-                c = c % width
-            else:
-                inside &= (c >= 0) & (c < width)
-            yield inside, np.clip(r, 0, height - 1), np.clip(c, 0, width - 1)
-
-    rows, cols = np.nonzero(~known)
-    touching = np.zeros(rows.shape, bool)
-    for inside, r, c in neighbours(rows, cols):
-        touching |= inside & known[r, c]
-    rows, cols = rows[touching], cols[touching]
-    while rows.size:
-        total = np.zeros(rows.shape)
-        count = np.zeros(rows.shape)
-        for inside, r, c in neighbours(rows, cols):
-            use = inside & known[r, c]
-            total += np.where(use, out[r, c], 0.0)
-            count += use
-        out[rows, cols] = total / count
-        known[rows, cols] = True
-        front = np.zeros((height, width), bool)
-        for inside, r, c in neighbours(rows, cols):
-            front[r[inside], c[inside]] = True
-        front &= ~known
-        rows, cols = np.nonzero(front)
-    result = out.astype(np.float32)
+    out, known = _peel(values, valid, wrap, PEEL_PASSES if values.size <= SMALL_MAP else LARGE_MAP_PEEL_PASSES)
+    if not known.all():
+        grid = out.reshape(height, width)
+        weight = known.reshape(height, width).astype(np.float64)
+        size = (max(1, (width + 1) // 2), max(1, (height + 1) // 2))
+        total = cv2.resize(grid * weight, size, interpolation=cv2.INTER_AREA)
+        share = cv2.resize(weight, size, interpolation=cv2.INTER_AREA)
+        coarse = fill_holes(np.where(share > 0, total / np.maximum(share, 1e-12), 0.0).astype(np.float32),
+                            share > 0, wrap=wrap)
+        up = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_LINEAR).astype(np.float64).ravel()
+        out[~known] = up[~known]
+    result = out.reshape(height, width).astype(np.float32)
     result[valid] = values[valid]
     return result
+
+
+def _peel(values: np.ndarray, valid: np.ndarray, wrap: bool, passes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `passes` rings of fill_holes' peeling: (float64 flat values, flat known mask)."""
+    height, width = values.shape
+    out = np.where(valid, values, 0.0).astype(np.float64).ravel()
+    known = valid.ravel().copy()
+    holes = np.flatnonzero(~known)
+    touching = np.zeros(holes.shape, bool)
+    for inside, neighbour in _neighbour_indices(holes, height, width, wrap):
+        touching |= inside & known[neighbour]
+    ring = holes[touching]
+    for _ in range(passes):
+        if not ring.size:
+            break
+        total = np.zeros(ring.shape)
+        count = np.zeros(ring.shape)
+        following = []
+        for inside, neighbour in _neighbour_indices(ring, height, width, wrap):
+            use = inside & known[neighbour]
+            total += np.where(use, out[neighbour], 0.0)
+            count += use
+            following.append(neighbour[inside])
+        out[ring] = total / count
+        known[ring] = True
+        following = np.unique(np.concatenate(following))
+        ring = following[~known[following]]
+    return out, known
 
 
 # --- resampling and edge-aware refinement -------------------------------------------------

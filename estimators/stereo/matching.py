@@ -21,8 +21,17 @@ from .ods_geometry import ods_distance_from_disparity, ods_informative_rows
 
 StereoLayout = Literal["top-bottom", "side-by-side"]
 
-# Mean absolute difference (0..1 scale) below which two eyes count as the same picture.
-_MONO_DIFFERENCE = 1.0 / 255
+# Two eyes are one picture when they agree within 8-bit quantisation (one level) on at
+# least this share of pixels; anything else is answered (open landscapes differ very little).
+SAME_PICTURE_SHARE = 0.999
+# The smallest disparity stereo can measure, in pixels of the matched eye (the matching
+# happens at most `max_match_width` wide): below it, a pixel is far field, off the mask.
+MIN_MEASURABLE_DISPARITY_PX = 1.0
+# Sky candidates of an ODS eye: disparities under this (pixels of the matched eye), about
+# 10 m at 2048 wide; SGBM's smoothness carries the horizon's small disparities into the sky.
+SKY_DISPARITY_PX = 2.0
+# Warn when less of the frame than this has a measurable disparity.
+LOW_COVERAGE_WARNING = 0.05
 
 # Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
 # accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
@@ -94,11 +103,11 @@ def check_stereo_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, 
                          f"right {right_rgb.shape[1]}x{right_rgb.shape[0]}")
     if left_rgb.shape[0] < 8 or left_rgb.shape[1] < 16:
         raise ValueError(f"the eyes are too small to match: {left_rgb.shape[1]}x{left_rgb.shape[0]}")
-    step = max(1, int(math.sqrt(left_rgb.shape[0] * left_rgb.shape[1] / 250_000)))
-    difference = float(np.mean(np.abs(left_rgb[::step, ::step] - right_rgb[::step, ::step])))
-    if difference < _MONO_DIFFERENCE:
+    levels = np.abs(np.rint(left_rgb * 255) - np.rint(right_rgb * 255)).max(axis=2)
+    same = float(np.mean(levels <= 1))
+    if same >= SAME_PICTURE_SHARE:
         raise ValueError(
-            f"the two eyes are identical or nearly so (mean difference {difference * 255:.2f}/255): "
+            f"the two eyes are identical (within one 8-bit level on {same:.2%} of the pixels): "
             "this looks like a mono image passed as stereo; use the mono layout")
     return left_rgb, right_rgb
 
@@ -433,6 +442,36 @@ def _warn_if_eyes_swapped(left_rgb: np.ndarray, right_rgb: np.ndarray, lowest: f
             "and right eyes look swapped; check the stereo layout's eye order", stacklevel=3)
 
 
+def find_stereo_sky(disparity_px: np.ndarray, matched: np.ndarray, left_rgb: np.ndarray) -> np.ndarray:
+    """Bool [H, W]: the sky of an ODS left eye, where SGBM's smoothness invents small disparities.
+
+    Smooth pixels connected to the zenith (panorama.infinity; whatever SGBM matched there,
+    a textureless region's matches are noise) are sky when what surrounds them is far: the
+    median disparity of the matched ring around them under SKY_DISPARITY_PX (pixels of the
+    matched eye). A plain ceiling, enclosed by near walls, is not.
+    """
+    import cv2
+
+    from ..panorama.infinity import WORK_HEIGHT, connected_sky
+
+    height, width = disparity_px.shape
+    scale = min(1.0, WORK_HEIGHT / height)
+    size = (max(2, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(disparity_px.astype(np.float32), size, interpolation=cv2.INTER_AREA)
+    good = cv2.resize(matched.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+    picture = cv2.resize(left_rgb, size, interpolation=cv2.INTER_AREA)
+    # Matches in a textureless sky are noise, consistent or not: every pixel is a candidate
+    # and the smooth ones decide (connected_sky keeps smooth pixels only).
+    sky = connected_sky(np.ones_like(good), picture)
+    if not sky.any():
+        return np.zeros((height, width), bool)
+    ring = cv2.dilate(np.pad(sky, ((0, 0), (4, 4)), mode="wrap").astype(np.uint8), np.ones((9, 9), np.uint8))
+    ring = ring[:, 4:-4].astype(bool) & ~sky & good
+    if ring.any() and np.median(small[ring]) >= SKY_DISPARITY_PX:
+        return np.zeros((height, width), bool)
+    return cv2.resize(sky.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def _ods_pixel_disparity(distance: float, theta: np.ndarray, width: int, **geometry) -> np.ndarray:
     from .ods_geometry import ods_disparity_from_distance
 
@@ -471,7 +510,14 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                               wrap=True, max_match_width=max_match_width, **settings)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
-    mask = matched.mask & informative[:, None] & (distance < max_distance)
+    matched_width = min(width, max_match_width or width)
+    measurable = matched.disparity >= MIN_MEASURABLE_DISPARITY_PX * width / matched_width
+    sky = find_stereo_sky(matched.disparity * np.float32(matched_width / width), matched.mask, left_rgb)
+    mask = matched.mask & informative[:, None] & (distance < max_distance) & measurable & ~sky
+    if mask.mean() < LOW_COVERAGE_WARNING:
+        warnings.warn(f"only {mask.mean():.1%} of the frame has a measurable stereo disparity (at least "
+                      f"{MIN_MEASURABLE_DISPARITY_PX} px): most of it is sky or far field, written at the far "
+                      "distance with mask 0", stacklevel=2)
     distance = np.where(mask, distance, max_distance).astype(np.float32)
     confidence = np.where(mask, matched.confidence, 0.0).astype(np.float32)
     return StereoDepth(distance=distance, disparity=matched.disparity, mask=mask, confidence=confidence)

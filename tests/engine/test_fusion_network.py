@@ -64,7 +64,7 @@ def _check_outputs(out: Path, stem: str, height: int, width: int) -> np.ndarray:
     assert sidecar["model"]["name"] == SMALL.name
     assert all(sidecar["timings_s"][k] > 0 for k in ("load_model", "read", "estimate", "post", "write"))
     stages = {k for k in sidecar["timings_s"] if k.startswith("estimate_")}  # the 360 fusion's stages
-    assert stages == {"estimate_project", "estimate_predict", "estimate_align", "estimate_merge"}
+    assert stages == {"estimate_project", "estimate_predict", "estimate_align", "estimate_merge", "estimate_sky"}
     assert sidecar["timings_s"]["estimate_predict"] > 0 and sidecar["model"]["views"] == "cube"
     return distance
 

@@ -202,7 +202,7 @@ def test_fused_result_is_a_clean_distance_map():
         assert np.all(np.isfinite(array))
     assert result.mask.dtype == bool and result.mask.mean() > 0.9
     assert result.distance.min() >= result.near and result.distance.max() <= result.far
-    assert set(result.timings) == {"project", "predict", "align", "merge", "calibrate"}
+    assert set(result.timings) == {"project", "predict", "align", "merge", "sky", "calibrate"}
     # Nearer in truth means nearer in the calibrated map: rank agreement with the render.
     truth = room().distance
     order = np.argsort(truth.ravel())

@@ -30,12 +30,13 @@ Scenes (``build(name, **params)``):
     ``room`` plus ``mover``, a sphere of radius 0.35 m at x = 1.6 m, z = -0.2 m whose
     y = -1.5 + speed * (frame - 1) metres (a driver on the frame number, so any frame is
     defined); the camera stays put.
-``outdoor`` (``seed=0``, ``ground="textured"``)
+``outdoor`` (``seed=0``, ``ground="textured"``, ``mover=False``)
     Open ground to the horizon under a sky: a 600 x 600 m ground plane 1.6 m below the
     camera (``ground="textured"``: a weak large-scale texture; ``"plain"``: one flat
     colour), 8-15 textured objects (boxes, cylinders, spheres, posts) at 2-40 m in
     random directions drawn from ``seed``, a sun with hard shadows, and the sky gradient
     at infinite distance over the upper half of the frame (about 45% of the pixels).
+    ``mover``: a ball rolls past at about 5 m (the camera stays put).
 ``room_walk`` (``frames=24``) and ``outdoor_walk`` (``seed=0``, ``ground="textured"``, ``frames=24``)
     The camera moves as a handheld 360 camera does: over frames 1..``frames`` it walks
     ``WALK_DISTANCE`` metres (room: 1.3 m; outdoor: 1.6 m) in a straight line and turns
@@ -403,8 +404,7 @@ def build_room_walk(builder: _SceneBuilder, frames: int = 24) -> None:
 
 
 def build_outdoor_walk(builder: _SceneBuilder, seed: int = 0, ground: str = "textured", frames: int = 24) -> None:
-    build_outdoor(builder, seed=seed, ground=ground)
-    _moving_ball(builder, (4.0, -3.0, -OUTDOOR_EYE_HEIGHT + 0.5), (-0.05, 0.25), 0.5)
+    build_outdoor(builder, seed=seed, ground=ground, mover=True)
     _walk(builder, frames, *OUTDOOR_WALK)
 
 
@@ -460,7 +460,7 @@ def _outdoor_object(builder: _SceneBuilder, rng: random.Random, number: int) -> 
         builder.cylinder(f"post{number}", material, (x, y, ground + height / 2), 0.08 * scale + 0.05, height)
 
 
-def build_outdoor(builder: _SceneBuilder, seed: int = 0, ground: str = "textured") -> None:
+def build_outdoor(builder: _SceneBuilder, seed: int = 0, ground: str = "textured", mover: bool = False) -> None:
     if ground not in ("textured", "plain"):
         raise ValueError(f"ground must be textured or plain, got {ground!r}")
     rng = random.Random(int(seed))
@@ -479,6 +479,8 @@ def build_outdoor(builder: _SceneBuilder, seed: int = 0, ground: str = "textured
     sun.rotation_euler = (math.radians(rng.uniform(30.0, 55.0)), 0.0, rng.uniform(0.0, 2.0 * math.pi))
     builder.scene.collection.objects.link(sun)
     _world(sky=True)
+    if mover:
+        _moving_ball(builder, (4.0, -3.0, -OUTDOOR_EYE_HEIGHT + 0.5), (-0.05, 0.25), 0.5)
 
 
 SCENES: dict[str, Callable[..., None]] = {

@@ -42,8 +42,14 @@ or beyond infinity. Where the mask is 1, `disparity` = 1 / distance exactly; whe
 
 calibration: relative models (Depth Anything V2, MiDaS) give disparity up to scale and
 shift; inverse distance is taken affine in it, the 2nd percentile at 1/far and the 98th
-at 1/near, clamped to [near, far] (360 footage: default 1 m / 100 m). Metric models and
-360 stereo are only clamped to [near, far]. With --projection perspective (an ordinary
+at 1/near, clamped to [near, far] (360 footage: default 1 m / 100 m), the percentiles
+taken over finite pixels (not the sky). Metric models and 360 stereo are only clamped to
+[near, far]; metric Depth Anything V2 gives depth to the image plane, which for a photo
+is the distance file as is, and in 360 is turned into distance along each ray.
+
+sky: pixels at infinity (found from the depth's floor and a smooth picture connected to
+the zenith; for metric models also anything beyond their range) are written as far,
+disparity 0, mask 0. With --projection perspective (an ordinary
 photo, whose field of view is unknown) a relative model without --near/--far is not
 calibrated: `disparity` is then the model's own output, exactly the official one, and
 the default --save writes disparity instead of distance.

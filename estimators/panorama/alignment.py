@@ -237,13 +237,7 @@ def align_views(
     x = coarse.solve(None, 1)
     level = coarse.levels(x)
     if robust:
-        candidates = []
-        for start in (x, _robust_start(coarse, samples, x, level)):  # the robust start may equal x
-            start_level = coarse.levels(start)
-            solved = coarse.solve(coarse.weights_for(start, start_level), iterations, start_level)
-            solved_level = coarse.levels(solved)
-            candidates.append((float(np.median(np.abs(coarse.pairs @ solved) / solved_level)), solved, solved_level))
-        _, x, level = min(candidates, key=lambda candidate: candidate[0])
+        x, level = _robust_stage_one(coarse, samples, x, level, iterations)
     residual_before = _robust_rms(coarse.pairs @ coarse.identity() / coarse.levels(coarse.identity()))
     # What stage 1's fit down-weights (blunders) stays down-weighted when the grids may bend.
     stage_one = coarse.weights_for(x, level) * level**2
@@ -442,6 +436,20 @@ class _Problem:
             if not np.all(np.isfinite(x)):
                 raise ValueError("view alignment failed: the overlap system is singular (do the views overlap?)")
         return x
+
+
+def _robust_stage_one(coarse: _Problem, samples: _Samples, x: np.ndarray, level: np.ndarray,
+                      iterations: int) -> tuple[np.ndarray, np.ndarray]:
+    """IRLS from the least-squares start and from the robust start (`_robust_start`); the
+    solution whose median relative residual is smaller, and its levels."""
+    candidates = []
+    for start in (x, _robust_start(coarse, samples, x, level)):  # the robust start may equal x
+        start_level = coarse.levels(start)
+        solved = coarse.solve(coarse.weights_for(start, start_level), iterations, start_level)
+        solved_level = coarse.levels(solved)
+        candidates.append((float(np.median(np.abs(coarse.pairs @ solved) / solved_level)), solved, solved_level))
+    _, x, level = min(candidates, key=lambda candidate: candidate[0])
+    return x, level
 
 
 def _pair_views(problem: _Problem, samples: _Samples) -> tuple[np.ndarray, np.ndarray]:

@@ -22,7 +22,7 @@ from ..models.plugins import ESTIMATOR_KINDS, is_metric
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
 from .alignment import Alignment, align_views
 from .blending import blend_to_equirect
-from .infinity import beyond_range, find_sky, sample_mask
+from .infinity import beyond_range, find_sky, is_flat, sample_mask
 from .projection import (
     DEFAULT_FOV_DEG,
     Interpolation,
@@ -187,11 +187,7 @@ def estimate_equirect(
     `sky`: find the pixels at infinity (panorama.infinity): left out of the views'
     alignment, off the mask, out of the calibration's percentiles.
     """
-    if getattr(estimator, "kind", None) not in ESTIMATOR_KINDS:
-        raise ValueError(
-            f"estimator kind must be one of {', '.join(ESTIMATOR_KINDS)}, got {getattr(estimator, 'kind', None)!r}"
-        )
-    kind = estimator.kind
+    kind = _check_kind(estimator)
     image = _check_image(image)
     height, width = image.shape[:2]
     metric = is_metric(kind)
@@ -209,21 +205,10 @@ def estimate_equirect(
     view_images = project_to_views(image, views)
     t1 = time.perf_counter()
     raw = predict_views(estimator, view_images, views, batch_size)
-    t2 = time.perf_counter()
-    timings["project"] = t1 - t0
-    timings["predict"] = t2 - t1
-
-    timings.update(align=0.0, merge=0.0)
+    timings.update(project=t1 - t0, predict=time.perf_counter() - t1, align=0.0, merge=0.0)
 
     def fuse(exclude=None):
-        tick = time.perf_counter()
-        aligned, valid, solved = align_predictions(raw, views, kind, align=align, grid=grid, exclude=exclude,
-                                                   **align_options)
-        timings["align"] += time.perf_counter() - tick
-        tick = time.perf_counter()
-        merged, weight = blend_to_equirect(aligned, views, height, width, valid=valid)
-        timings["merge"] += time.perf_counter() - tick
-        return merged, weight, solved
+        return _fuse(raw, views, kind, (height, width), timings, exclude, align=align, grid=grid, **align_options)
 
     merged, weight, alignment = fuse()
     sky_mask = np.zeros((height, width), bool)
@@ -245,18 +230,37 @@ def estimate_equirect(
     return EquirectDepth(merged, distance, mask, near, far, tuple(views), timings, alignment, sky_mask)
 
 
+def _check_kind(estimator) -> str:
+    kind = getattr(estimator, "kind", None)
+    if kind not in ESTIMATOR_KINDS:
+        raise ValueError(f"estimator kind must be one of {', '.join(ESTIMATOR_KINDS)}, got {kind!r}")
+    return kind
+
+
+def _fuse(raw, views, kind: str, size: tuple[int, int], timings: dict, exclude, **align_options):
+    """Align the views' predictions (leaving `exclude` out) and blend them: (merged, weight, alignment)."""
+    tick = time.perf_counter()
+    aligned, valid, solved = align_predictions(raw, views, kind, exclude=exclude, **align_options)
+    timings["align"] += time.perf_counter() - tick
+    tick = time.perf_counter()
+    merged, weight = blend_to_equirect(aligned, views, *size, valid=valid)
+    timings["merge"] += time.perf_counter() - tick
+    return merged, weight, solved
+
+
 def _find_infinity(merged: np.ndarray, seen: np.ndarray, raw, views, kind: str, image: np.ndarray,
                    max_depth: float | None) -> tuple[np.ndarray, list[np.ndarray]]:
     """The frame's pixels at infinity, and each view's share of them (left out of the alignment).
 
-    Metric: outputs beyond the model's range, and the sky connected to the zenith;
-    relative: the sky connected to the zenith (infinity.find_sky).
+    Relative: the sky at the fused disparity's floor, connected to the zenith (infinity.find_sky).
+    Metric: what the model puts at or beyond its range (a metric output says where things are).
     """
-    sky = find_sky(merged, seen, image)
-    in_views = [sample_mask(sky, view) for view in views]
     if is_metric(kind):
-        in_views = [part | beyond_range(r, max_depth) for part, r in zip(in_views, raw, strict=True)]
-    return sky, in_views
+        beyond = [beyond_range(r, max_depth) for r in raw]
+        share, weight = blend_to_equirect([b.astype(np.float32) for b in beyond], views, *merged.shape)
+        return (share > 0.5) & (weight > 0), beyond
+    sky = find_sky(merged, seen, image, flat_output=is_flat(raw))
+    return sky, [sample_mask(sky, view) for view in views]
 
 
 def align_predictions(raw: list[np.ndarray], views: tuple[View, ...], kind: str, *, align: bool = True,

@@ -12,7 +12,8 @@ metres away, so `find_sky` adds what the picture says, without any other network
 4. grown across the thin rims that the smoothing test leaves at silhouettes and at the
    horizon, where a candidate pixel has the colour of the sky next to it.
 
-A picture smooth almost everywhere (`FLAT_SMOOTH_SHARE`) is all sky. Everything is
+A picture smooth almost everywhere (`FLAT_SMOOTH_SHARE`) whose views the estimator
+sees as flat (`is_flat`) is all sky. Everything is
 computed at most `WORK_HEIGHT` rows high and brought back to the frame.
 """
 
@@ -26,9 +27,10 @@ SKY_COLOUR_TOLERANCE = 0.06  # how far a rim pixel's colour may be from the sky 
 LOWEST_ELEVATION_DEG = -15.0  # below this no sky (a handheld camera tilts a few degrees)
 TOP_ROWS_DEG = 30.0  # seeds: candidates within this many degrees of the zenith
 RIM_STEPS = 3
-# A picture smooth almost everywhere has no depth to find: it is all sky (looking straight up,
-# a flat colour, fog), whatever an estimator makes of it.
+# A picture smooth almost everywhere to which the estimator gives flat maps has no depth to
+# find: it is all sky (looking straight up, a flat colour, fog).
 FLAT_SMOOTH_SHARE = 0.98
+FLAT_OUTPUT = 0.05  # a map whose 0.5..99.5th percentile range is under this share of its level
 WORK_HEIGHT = 512
 METRIC_CEILING = 0.97  # a metric output at or above this share of the model's range: infinity
 
@@ -89,11 +91,13 @@ def _grow_rims(sky: np.ndarray, candidates: np.ndarray, rgb: np.ndarray) -> np.n
     return sky
 
 
-def find_sky(disparity: np.ndarray, valid: np.ndarray, rgb: np.ndarray) -> np.ndarray:
+def find_sky(disparity: np.ndarray, valid: np.ndarray, rgb: np.ndarray, flat_output: bool = False) -> np.ndarray:
     """Bool [H, W]: the pixels at infinity of an equirect frame (module docstring).
 
     `disparity`: the frame's fused inverse distance (relative or metric; larger is nearer),
-    `valid`: where it is defined; `rgb`: the frame, float 0..1.
+    `valid`: where it is defined; `rgb`: the frame, float 0..1; `flat_output`: the
+    estimator gave every view a flat map (`is_flat`): with a picture smooth almost
+    everywhere, the whole frame is at infinity.
     """
     import cv2
 
@@ -107,7 +111,7 @@ def find_sky(disparity: np.ndarray, valid: np.ndarray, rgb: np.ndarray) -> np.nd
     known = np.isfinite(small)
     low, high = np.percentile(small[known], [0.5, 99.5])
     smooth = _smooth(picture)
-    if smooth.mean() >= FLAT_SMOOTH_SHARE:  # no texture anywhere: nothing to see depth in (sky, fog)
+    if flat_output and smooth.mean() >= FLAT_SMOOTH_SHARE:  # nothing to see depth in (sky, fog)
         return np.ones((height, width), bool) & valid
     candidates = known & (small <= low + FLOOR_BAND * max(float(high - low), 1e-12))
     sky = connected_sky(candidates, picture)
@@ -128,6 +132,18 @@ def connected_sky(candidates: np.ndarray, rgb: np.ndarray) -> np.ndarray:
     seeds = np.zeros_like(allowed)
     seeds[elevation >= 90.0 - TOP_ROWS_DEG] = True
     return _grow_rims(_connected_to_top(allowed, seeds), candidates, rgb)
+
+
+def is_flat(maps) -> bool:
+    """True when every map's 0.5..99.5th percentile range is under FLAT_OUTPUT of its level."""
+    for values in maps:
+        finite = np.asarray(values)[np.isfinite(values)]
+        if finite.size == 0:
+            continue
+        low, high = np.percentile(finite, [0.5, 99.5])
+        if high - low > FLAT_OUTPUT * max(abs(float(low)), abs(float(high)), 1e-12):
+            return False
+    return True
 
 
 def beyond_range(depth: np.ndarray, max_depth: float | None) -> np.ndarray:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from depth360.estimators import cli
+from depth360.estimators.media.image_io import read_exr
 
 DEPTH360 = Path(sys.executable).with_name("depth360")
 WIDTH, HEIGHT, FRAMES = 64, 32, 6
@@ -119,6 +120,12 @@ def test_overwrite_gives_the_files_of_a_fresh_run(shot, models, tmp_path):
             assert (out / "shot" / name).read_bytes() == (fresh / "shot" / name).read_bytes(), name
     sidecar = json.loads((out / "shot" / "shot.json").read_text())
     assert sidecar["status"] == "complete" and sidecar["recorded_options"]["depth"]["near"] == 0.5
+    for number in range(1, FRAMES + 1):  # a video's files obey the depth kinds too
+        distance = read_exr(out / "shot" / f"distance_{number:05d}.exr").astype(np.float64)
+        disparity = read_exr(out / "shot" / f"disparity_{number:05d}.exr").astype(np.float64)
+        mask = read_exr(out / "shot" / f"mask_{number:05d}.exr") > 0.5
+        assert mask.any() and np.max(np.abs(distance[mask] * disparity[mask] - 1.0)) <= 1e-6
+        assert np.all(disparity[~mask] == 0.0) and np.all(distance[~mask] == 40.0)
 
 
 def test_a_still_rerun_with_other_options_is_refused_too(tmp_path, models, capsys):
@@ -137,8 +144,6 @@ def test_a_still_rerun_with_other_options_is_refused_too(tmp_path, models, capsy
 
 
 def read_far(path: Path) -> float:
-    from depth360.estimators.media.image_io import read_exr
-
     return float(read_exr(path).max())
 
 

@@ -60,16 +60,17 @@ class SolveSettings:
     """Knobs of the camera solve (see the module docstring); angles in degrees."""
 
     width: int = 1024
-    look_ahead: int = 6
+    look_ahead: int = 12
     window: int = 8
     keyframe_parallax_deg: float = 1.0
     init_parallax_deg: float = 2.0
+    min_parallax_deg: float = 1.0
     min_points: int = 30
     noise_px: float = 0.5
     rotation_threshold_deg: float = 3.0
     cut_fraction: float = 0.2
     min_corners: int = 10
-    gauge_percentile: float = 95.0
+    gauge_percentile: float = 99.0
     gauge_distance: float = 1.0
     tracker: TrackerSettings = field(default_factory=TrackerSettings)
 
@@ -417,7 +418,7 @@ class CameraSolver:
         np.minimum.at(first, point_index, np.arange(len(slots)))
         origins = centres[first]
         angle = _subtended(points, origins, record.centre)
-        near = angle >= np.radians(self.settings.keyframe_parallax_deg)
+        near = angle >= np.radians(self.settings.min_parallax_deg)
         points = np.where(near[:, None], points, self._far_points(record, directions, point_index, points[near]))
         residuals, v = geometry.angular_residuals(rotations, centres, points[point_index], bearings,
                                                   geometry.tangent_bases(bearings))
@@ -515,13 +516,13 @@ class CameraSolver:
                 points, record.bearings[index], geometry.tangent_bases(record.bearings[index]))
             agree = (np.linalg.norm(residuals, axis=1) < 3.0 * self.sigma) & (np.einsum("ij,ij->i", v, record.bearings[index]) > 0)
             reach = np.array([self._reach[int(record.ids[i])] for i in index])
-            agree &= reach >= np.radians(self.settings.keyframe_parallax_deg)
+            agree &= reach >= np.radians(self.settings.min_parallax_deg)
             index, v = index[agree], v[agree]
         inverse = 1.0 / np.linalg.norm(v, axis=1) if len(index) else np.zeros(0)
         frame = CameraFrame(
             number=number, chain=self._chain, chain_start=self._chain_start, rotation=record.rotation.copy(),
             location=record.centre.copy(), status=record.status, points_xy=record.xy[index] * self._scale,
-            points_inverse_distance=inverse, points_weight=np.ones(len(index)), tracks=len(record.ids))
+            points_inverse_distance=inverse, points_weight=np.degrees(reach[agree]) if len(index) else np.zeros(0), tracks=len(record.ids))
         if not record.keyframe and number != self._last:
             self._frames.pop(number, None)
         self._last_emitted = frame

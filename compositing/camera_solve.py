@@ -135,18 +135,34 @@ def place_in_world(obj: bpy.types.Object, solved: SolvedFrame) -> None:
         image_user.frame_offset = solved.number - 1
 
 
+def plate_file(path) -> str:
+    """A plate path as the builders take it: an image sequence given as its folder becomes its first file."""
+    folder = Path(bpy.path.abspath(str(path))) if str(path).startswith("//") else Path(path)
+    if not folder.is_dir():
+        return str(path)
+    from ..estimators.errors import BadInputError
+    from ..estimators.media import video_io
+
+    try:
+        return str(video_io.probe(folder).files[0])
+    except BadInputError as error:
+        raise CompositingInputError(str(error)) from None
+
+
 def apply_camera_solve(plate_path, depth_path, *, frame: int | None = None, build_mesh: bool = True,
                        shadow_catcher: bool = False, resolution: tuple[int, int] | None = None,
                        scene: bpy.types.Scene | None = None) -> tuple[bpy.types.Object, bpy.types.Object | None]:
     """Animate the camera from the solve beside `depth_path` and put frame `frame`'s depth mesh in world space.
 
-    `frame`: the frame whose depth the mesh bakes (default: the scene's current frame);
+    `plate_path`: the plate (a file, the first file of a sequence, or the sequence's
+    folder). `frame`: the frame whose depth the mesh bakes (default: the scene's current frame);
     the camera is keyed at every solved frame of that frame's chain. Returns (camera,
     mesh or None). All or nothing: CompositingInputError (a ValueError) leaves the
     scene as it was.
     """
     scene = scene or bpy.context.scene
     frame = scene.frame_current if frame is None else int(frame)
+    plate_path = plate_file(plate_path)
     solve = load_solve(depth_path)
     frames = chain_frames(solve, frame)
     with scene_transaction(scene):

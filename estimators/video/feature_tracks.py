@@ -50,12 +50,11 @@ class TrackedFrame:
 def pad_sphere(image: np.ndarray, pad: int) -> np.ndarray:
     """`image` [H, W(, C)] with `pad` pixels added on every side as the sphere continues."""
     height, width = image.shape[:2]
-    half = width // 2
     columns = np.arange(-pad, width + pad) % width
-    wide = image[:, columns]
-    top = np.roll(wide[:pad][::-1], half, axis=1)
-    bottom = np.roll(wide[height - pad:][::-1], half, axis=1)
-    return np.ascontiguousarray(np.concatenate([top, wide, bottom], axis=0))
+    opposite = (columns + width // 2) % width  # the meridian on the other side of the pole
+    top = image[:pad][::-1][:, opposite]
+    bottom = image[height - pad:][::-1][:, opposite]
+    return np.ascontiguousarray(np.concatenate([top, image[:, columns], bottom], axis=0))
 
 
 def refine_affine(template: np.ndarray, image: np.ndarray, start: np.ndarray, guess: np.ndarray,

@@ -194,3 +194,31 @@ def test_a_cut_starts_a_new_chain_and_a_black_frame_keeps_going(tmp_path):
     print("per-frame AbsRel around the black frame and the cut:",
           {n: f"{100 * e:.2f}%" for n, e in errors.items()})
     assert max(errors.values()) <= 0.01  # no smearing of the room into the outdoor shot
+
+
+@pytest.mark.slow
+def test_stereo_footage_gives_the_camera_path_in_metres(tmp_path):
+    """Acceptance 3, metric: omni-directional stereo of the room walk (top-bottom, 256 px per eye, 12 frames)."""
+    import cv2
+
+    from tests.groundtruth import render_stereo
+
+    count = 12
+    folder = tmp_path / "frames" / "shot"
+    folder.mkdir(parents=True)
+    for number in range(1, count + 1):
+        pair = render_stereo("room_walk", 256, 4, frame=number)
+        both = np.concatenate([pair.left_rgb, pair.right_rgb], axis=0)
+        cv2.imwrite(str(folder / f"shot_{number:04d}.png"), np.round(both[..., ::-1] * 65535).astype(np.uint16))
+    request = pipeline.EstimateRequest(inputs=(str(folder),), output_dir=str(tmp_path / "out"), model="stereo",
+                                       layout="top-bottom", save=("distance", "mask"))
+    pipeline.run(request)
+    camera = json.loads((tmp_path / "out" / "shot" / "shot.json").read_text())["camera"]
+    assert camera["units"].startswith("metres")
+    located = np.array([camera["frames"][str(n)]["location"] for n in range(1, count + 1)])
+    truths = render("room_walk", 256, FRAMES, 4, None)[:count]
+    true = np.array([t.camera_location for t in truths])
+    length = np.linalg.norm(np.diff(located, axis=0), axis=1).sum()
+    true_length = np.linalg.norm(np.diff(true, axis=0), axis=1).sum()
+    print(f"stereo: path {length:.3f} m, true {true_length:.3f} m, ratio {length / true_length:.4f}")
+    assert abs(length / true_length - 1.0) <= 0.05

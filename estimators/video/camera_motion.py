@@ -8,9 +8,10 @@ stabiliser fits each frame's depth to.
 
 How (visual odometry on the sphere, robust to moving objects):
 
-1. Corners are tracked from frame to frame on a grey, contrast-equalised copy of the
-   frame at `width` pixels (feature_tracks; wrap- and pole-aware), turned into unit
-   bearings (sphere_geometry).
+1. Corners (found on a contrast-equalised copy) are tracked from frame to frame on the
+   grey frame at `width` pixels, refined against each track's template with an affine
+   patch model (feature_tracks; wrap- and pole-aware), and turned into unit bearings
+   (sphere_geometry).
 2. A frame's rotation comes first, from the tracks it shares with the previous frame
    (two-point RANSAC on the bearings, which moving objects cannot outvote). Once the
    shot has 3D structure the full pose is a robust resection on the map points it sees.
@@ -23,10 +24,12 @@ How (visual odometry on the sphere, robust to moving objects):
    leave the map. Moving objects, newly seen areas and mismatches drop out this way.
 4. **Units.** A relative solve has no scale of its own. It is fixed once per chain,
    when the structure is initialised: the `gauge_percentile` of the first points'
-   inverse distance is put at 1 / `gauge_distance` (the pipeline passes `near`: the
-   nearest few percent of the first points at the near distance). These are the shot
-   units of poses and of the stabilised depth. Metric input converts them to metres per
-   frame from the metric depth (pipeline).
+   inverse distance is put at 1 / `gauge_distance` (the pipeline passes twice `near`:
+   the nearest of the first points at twice the near distance, room for what is
+   nearer). These are the shot units of poses and of the stabilised depth; the bundle
+   adjustment keeps the first baseline while the first keyframe is in its window, and
+   holds its two oldest keyframes after that. Metric input converts them to metres per
+   frame from the metric depth (video.temporal.metres_per_unit).
 5. **Delay.** A frame's pose is given `look_ahead` frames after it was pushed (or at
    `finish()`), so the structure of the frames just after it helps; non-keyframes are
    re-solved on the map as it is then.

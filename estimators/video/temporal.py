@@ -26,7 +26,30 @@ with enough context frames, gives the same numbers as a run over the whole shot:
    `colour_threshold`, the change mask grown by one pixel) and was valid. Moving
    objects are thus left as they are; static content is averaged.
 
-Context: frame t's output depends on frames t - (K + F) .. t only (`context_frames`).
+**A moving camera** (`push(..., camera=CameraFrame)`, from the camera solve,
+camera_motion; `motion` setting). The still-camera rule compares different points of
+the scene once the camera moves, so:
+
+1. *Structure fit*: a frame that sees enough of the solve's triangulated points
+   (`structure_fit`: points seen with 5 degrees of parallax or more, on flat
+   neighbourhoods, weighted by parallax, robust) is mapped onto their inverse distance:
+   the solve's shot units, with no shift left.
+2. *Reference*: the structure-fitted frames of the window (t - K .. t) are reprojected
+   into frame t (reprojection.forward_warp: rotation exactly, translation through
+   their own depth, the nearest surface kept), and their median is frame t's
+   reference; frame t is fitted to it robustly over all its pixels (moving objects,
+   disocclusions and newly seen areas are trimmed). A frame without structure falls
+   back to the still rule, its window turned to its rotation (a panning tripod).
+3. *Filter*: a past frame counts at a pixel where the pixel's 3D point lands on a valid
+   pixel of it that agrees in inverse distance (`agreement`) and in colour; its surface
+   there, carried into frame t, is averaged (reprojection.backward_sample).
+
+A new chain of the solve (a cut) starts every window afresh; a featureless frame is
+stabilised but never becomes a reference. Metric input gets only the filter, with the
+solve's locations in metres (`metres_per_unit`, from its own depth at the points).
+
+Context: frame t's output depends on frames t - (K + F) .. t only (`context_frames`),
+given their camera frames (which the camera solve makes equal for any chunk).
 A chunk starting at frame A is run from frame max(1, A - context_frames) and its
 first context frames are not written; the whole-shot run uses the same rule, so
 chunks 1-30 and 31-60 equal a run of 1-60 (up to the estimator's own float noise).

@@ -12,7 +12,8 @@ on entry, what the builders touch:
   `compositing_node_group` in 5.0), the texture-paint canvas, the view layers' Depth and
   Shadow Catcher passes, the objects linked to the scene collection, the active and
   selected objects;
-- the transform and lens type of every existing camera object and its depth of field;
+- the transform and lens type of every existing camera object and its depth of field
+  (a camera's keyframes are an action: an action added in the block is removed);
 - the colour space and source of every existing image;
 - which compositor trees are empty (4.x: the scene's own tree, 5.0: compositor node groups).
 
@@ -37,14 +38,14 @@ import mathutils
 
 # Removal order: objects first, so the data they use lose their users.
 DATA_KINDS = ("objects", "meshes", "cameras", "lights", "materials", "textures", "images",
-              "node_groups", "worlds")
+              "node_groups", "worlds", "actions")
 _SCENE_SETTINGS = (
     ("render", ("engine", "film_transparent", "resolution_x", "resolution_y", "resolution_percentage")),
     ("view_settings", ("view_transform", "look", "exposure", "gamma")),  # the look depends on the transform
     ("tool_settings.image_paint", ("mode", "canvas")),
     ("", ("camera", "world")),
 )
-_CAMERA_OBJECT = ("location", "rotation_mode", "rotation_euler")
+_CAMERA_OBJECT = ("location", "rotation_mode", "rotation_euler", "rotation_quaternion")
 _CAMERA_DATA = ("type", "panorama_type", "dof.focus_distance", "dof.focus_object")
 _IMAGE = ("colorspace_settings.name", "source")
 _FILE_SOURCES = ("FILE", "SEQUENCE", "MOVIE", "TILED")
@@ -57,8 +58,8 @@ def _owner(root, path: str):
 
 
 def _plain(value):
-    """A value to keep: vectors and Eulers as tuples (Blender reuses their storage)."""
-    return tuple(value) if isinstance(value, mathutils.Vector | mathutils.Euler) else value
+    """A value to keep: vectors, Eulers and quaternions as tuples (Blender reuses their storage)."""
+    return tuple(value) if isinstance(value, mathutils.Vector | mathutils.Euler | mathutils.Quaternion) else value
 
 
 def _read(root, path: str, names) -> list[tuple[object, str, object]]:
@@ -114,6 +115,7 @@ class SceneState:
     active: bpy.types.Object | None = None
     selected: set[int] = field(default_factory=set)
     empty_trees: set[int] = field(default_factory=set)
+    actions: list = field(default_factory=list)
 
     @classmethod
     def record(cls, scene: bpy.types.Scene) -> SceneState:
@@ -126,6 +128,8 @@ class SceneState:
         for obj in bpy.data.objects:
             if obj.type == "CAMERA":
                 state.settings += _read(obj, "", _CAMERA_OBJECT) + _read(obj.data, "", _CAMERA_DATA)
+                animation = obj.animation_data
+                state.actions.append((obj, animation.action if animation is not None else None))
         for image in bpy.data.images:
             if image.source in _FILE_SOURCES:  # not Render Result / Viewer Node (no colour space)
                 state.settings += _read(image, "", _IMAGE)
@@ -142,6 +146,7 @@ class SceneState:
         """Put the recorded settings back and remove every datablock added since."""
         scene = self.scene
         _write(self.settings)
+        self._restore_actions()
         for tree, key in _compositor_trees(scene):
             if key in self.empty_trees:
                 tree.nodes.clear()
@@ -158,6 +163,18 @@ class SceneState:
                 obj.select_set(obj.session_uid in self.selected)
         with contextlib.suppress(ReferenceError):  # the active object was removed in the block
             view_layer.objects.active = self.active
+
+
+    def _restore_actions(self) -> None:
+        """Give every camera back the action (keyframes) it had, or none."""
+        for obj, action in self.actions:
+            with contextlib.suppress(ReferenceError):
+                animation = obj.animation_data
+                if action is None:
+                    if animation is not None:
+                        obj.animation_data_clear()
+                elif animation is None or animation.action != action:
+                    (animation or obj.animation_data_create()).action = action
 
 
 @contextlib.contextmanager

@@ -1,10 +1,19 @@
 """Blender operators of Depth 360 (thin: read properties, call the engine, report)."""
 
-from . import build_compositor, build_mesh, dependencies, download_model, estimate, paint_depth
+from . import (
+    build_compositor,
+    build_mesh,
+    camera_solve,
+    dependencies,
+    download_model,
+    estimate,
+    paint_depth,
+)
 
 CLASSES: list = [
     *build_mesh.CLASSES,
     *build_compositor.CLASSES,
+    *camera_solve.CLASSES,
     *estimate.CLASSES,
     *dependencies.CLASSES,
     *paint_depth.CLASSES,

@@ -226,10 +226,16 @@ def run_in_process(request: EstimateRequest) -> str | None:
 
 
 def plate_path(request: EstimateRequest, depth: Path) -> str:
-    """The colour image the depth belongs to: the source, or for a stereo still its left eye."""
+    """The colour image the depth belongs to: the source (an image sequence given as a folder: its
+    first file), or for a stereo still its left eye."""
     left_eye = depth.with_name(depth.name.replace(".distance.exr", ".left.png"))
     if request.layout != "mono" and left_eye != depth and left_eye.is_file():
         return str(left_eye)
+    source = Path(request.inputs[0])
+    if source.is_dir():
+        from ..estimators.media import video_io
+
+        return str(video_io.probe(source).files[0])
     return request.inputs[0]
 
 

@@ -100,10 +100,23 @@ class VIEW3D_PT_depth360_estimate(_Depth360Tab, bpy.types.Panel):
         row.operator("depth360.save_painted_depth", icon="FILE_TICK")
 
 
+class VIEW3D_PT_depth360_camera_solve(_Depth360Tab, bpy.types.Panel):
+    bl_label = "Moving Camera"
+    bl_parent_id = "VIEW3D_PT_depth360"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        layout.label(text="Camera path solved from the footage", icon="CON_CAMERASOLVER")
+        layout.operator("depth360.apply_camera_solve", icon="CAMERA_DATA")
+        layout.label(text=f"Depth mesh of frame {context.scene.frame_current} in world space")
+
+
 CLASSES = [
     VIEW3D_PT_depth360,
     VIEW3D_PT_depth360_source,
     VIEW3D_PT_depth360_model,
     VIEW3D_PT_depth360_output,
     VIEW3D_PT_depth360_estimate,
+    VIEW3D_PT_depth360_camera_solve,
 ]

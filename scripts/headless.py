@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="where the engine runs (default auto: in-process if it imports here)")
     parser.add_argument("--no-mesh", action="store_true", help="do not build the 360 depth mesh")
     parser.add_argument("--no-compositor", action="store_true", help="do not build the compositor")
+    parser.add_argument("--camera-solve", action="store_true",
+                        help="a moving 360 camera: animate the panoramic camera from the camera solve and put the "
+                        "depth mesh of --frame (default: the current) in world space")
     parser.add_argument("--render", metavar="FILE.png", help="render the composite to this PNG")
     parser.add_argument("--frame", type=int, metavar="N", help="scene frame to render (default: current)")
     parser.add_argument("--samples", type=int, default=16, metavar="N", help="Cycles samples (default 16)")
@@ -101,7 +104,7 @@ def configure_scene(scene, args: argparse.Namespace) -> dict:
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)
-    settings.build_mesh_after = not args.no_mesh
+    settings.build_mesh_after = not args.no_mesh and not args.camera_solve  # the solve places its own mesh
     settings.build_compositor_after = not args.no_compositor
     options = {"engine": {"auto": "AUTO", "worker": "WORKER", "in-process": "IN_PROCESS"}[args.engine]}
     if args.model:
@@ -147,6 +150,15 @@ def run(args: argparse.Namespace) -> int:
     print(f"headless: depth {scene.depth360.depth_path}")
     if args.frame is not None:
         scene.frame_set(args.frame)
+    if args.camera_solve:
+        try:
+            bpy.ops.depth360.apply_camera_solve(frame=scene.frame_current, build_mesh=not args.no_mesh)
+        except RuntimeError as error:
+            print(f"headless: {str(error).strip()}", file=sys.stderr)
+            return 1
+        camera = scene.camera
+        keys = camera.animation_data.action.frame_range
+        print(f"headless: camera solve: {camera.name} keyed on frames {int(keys[0])}-{int(keys[1])}")
     if args.render:
         render_composite(scene, abspath(args.render), args.samples, args.resolution_percentage)
         print(f"headless: rendered {abspath(args.render)}")

@@ -67,8 +67,18 @@ refused only when its eyes are one picture (equal within one 8-bit level on 99.9
 the pixels). With --projection perspective the pair is a rectified photo
 pair: `disparity` is in pixels of the left eye; `distance` follows the relative rule.
 
-videos: depth is stabilised over time (--no-stabilise to turn it off). --frames A-B
-runs a chunk (with the context frames the stabiliser needs before A); chunks of one
+videos: depth is stabilised over time (--no-stabilise to turn it off). 360 videos and
+sequences also get a camera solve (--no-camera-solve to turn it off): each frame's
+rotation and location, from the frames alone and robust to moving objects, recorded in
+the sidecar (OUTDIR/clip/clip.json, "camera"); with a moving camera the stabiliser
+follows it, moving earlier frames' depth into each frame. Locations are in metres for
+metric models and stereo, else in shot units (the stabilised depth's own: distance is
+1 / disparity), fixed once per shot with the nearest of the first points the solve
+triangulates at twice --near. A cut (two shots joined) starts a new pose chain, whose world
+is its first frame, and a new reference; a black or featureless frame keeps the pose
+before it, with a warning. --frames A-B runs a chunk (with the context frames the
+stabiliser needs before A; the camera solve reads from the shot's first frame to a few
+frames past B, so a chunk's poses and depth equal a whole-shot run's); chunks of one
 shot with equal options can share a folder, even at the same time.
 
 resume: frames already complete from an earlier run are skipped, if that run's options
@@ -174,6 +184,9 @@ def _estimate_parser(commands) -> None:
     sequences = estimate.add_argument_group("videos and image sequences")
     sequences.add_argument("--no-stabilise", dest="stabilise", action="store_false",
                            help="estimate each frame on its own (no temporal stabilisation)")
+    sequences.add_argument("--no-camera-solve", dest="camera_solve", action="store_false",
+                           help="360: do not solve the camera's motion (no poses in the sidecar; the stabiliser "
+                           "then assumes a still camera)")
     sequences.add_argument("--smoothing", choices=SMOOTHINGS, default="none",
                            help="spatial smoothing of each frame's depth (default none)")
     sequences.add_argument("--sky", choices=SKY_MODES, default="keep",
@@ -203,7 +216,8 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         inputs=tuple(args.inputs), output_dir=args.output, model=args.model, models_dir=args.models_dir,
         projection=args.projection, layout=args.layout, ipd=args.ipd, pole_merge=args.pole_merge,
         views=args.views, near=args.near, far=args.far, frames=frames, save=args.save, device=args.device,
-        precision=args.precision, progress=args.progress, stabilise=args.stabilise, smoothing=args.smoothing,
+        precision=args.precision, progress=args.progress, stabilise=args.stabilise,
+        camera_solve=args.camera_solve, smoothing=args.smoothing,
         sky=args.sky, refine=args.refine, overwrite=args.overwrite)
 
 
@@ -224,6 +238,7 @@ def request_to_args(request: EstimateRequest) -> list[str]:
     if request.frames is not None:
         first, last = request.frames
         args += ["--frames", f"{first}-{'' if last is None else last}"]
-    flags = {"--no-stabilise": not request.stabilise, "--refine": request.refine, "--overwrite": request.overwrite}
+    flags = {"--no-stabilise": not request.stabilise, "--no-camera-solve": not request.camera_solve,
+             "--refine": request.refine, "--overwrite": request.overwrite}
     args += [flag for flag, on in flags.items() if on]
     return [*args, "--", *map(str, request.inputs)]

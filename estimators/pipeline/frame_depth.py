@@ -5,17 +5,19 @@
 elsewhere disparity is 0 and distance is `far`. Uncalibrated relative output (no
 distance) is the estimator's own disparity, never negative: where the mask is 0 it
 holds the fill (the estimator's own, or the post stage's), 0 where it was <= 0.
+`camera`: the frame's pose from the camera solve, as the sidecar records it
+(`camera_record`), when the solve ran.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from .. import postprocess
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
-from ..video.temporal import TemporalStabiliser
+from ..video.temporal import StabilisedFrame, TemporalStabiliser, metres_per_unit
 from .frame_estimators import FramePrediction
 from .settings import DepthSettings
 
@@ -27,6 +29,7 @@ class FrameDepth:
     distance: np.ndarray | None
     disparity: np.ndarray
     mask: np.ndarray
+    camera: dict | None = None
 
 
 def make_stabiliser(settings: DepthSettings) -> TemporalStabiliser | None:
@@ -73,12 +76,39 @@ def calibrate(disparity: np.ndarray, valid: np.ndarray, settings: DepthSettings)
     return FrameDepth(distance, inverse, mask)
 
 
+def camera_record(camera, stabilised: StabilisedFrame | None, disparity: np.ndarray, valid: np.ndarray,
+                  settings: DepthSettings) -> dict:
+    """A frame's pose for the sidecar: its CameraFrame's record, with the location in metres for metric depth.
+
+    `alignment`: what the stabiliser aligned the frame to ("structure", "window"); for
+    metric depth `metres_per_unit` converts the solve's units (from the frame's own
+    depth at the solve's points, steadied by the stabiliser).
+    """
+    record = camera.record()
+    if stabilised is not None:
+        record["alignment"] = stabilised.reference
+    if settings.metric:
+        metres = stabilised.metres_per_unit if stabilised is not None else \
+            metres_per_unit(disparity, valid, camera, 30)
+        record["metres_per_unit"] = metres
+        if metres is not None:
+            record["location"] = np.round(np.asarray(camera.location) * metres, 9).tolist()
+    return record
+
+
 def postprocess_frame(number: int, prediction: FramePrediction, rgb: np.ndarray, settings: DepthSettings,
-                      stabiliser: TemporalStabiliser | None, keep: bool = True) -> FrameDepth | None:
-    """Frame `number`'s depth; None where the frame is only context for the stabiliser (`keep` False)."""
+                      stabiliser: TemporalStabiliser | None, keep: bool = True, camera=None) -> FrameDepth | None:
+    """Frame `number`'s depth; None where the frame is only context for the stabiliser (`keep` False).
+
+    `camera`: the frame's CameraFrame (camera solve), which the stabiliser follows.
+    """
     disparity, valid = _full_size(prediction, rgb, settings)
+    stabilised = None
     if stabiliser is not None:
-        disparity = stabiliser.push(number, disparity, valid, rgb).disparity
+        stabilised = stabiliser.push(number, disparity, valid, rgb, camera=camera)
     if not keep:
         return None
-    return calibrate(disparity, valid, settings)
+    depth = calibrate(disparity if stabilised is None else stabilised.disparity, valid, settings)
+    if camera is not None:
+        depth = replace(depth, camera=camera_record(camera, stabilised, disparity, valid, settings))
+    return depth

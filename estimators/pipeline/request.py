@@ -59,6 +59,7 @@ class EstimateRequest:
     precision: str = "auto"
     progress: Literal["bar", "json", "none"] = "none"
     stabilise: bool = True
+    camera_solve: bool = True
     smoothing: Literal["none", "median", "bilateral"] = "none"
     sky: Literal["keep", "mask"] = "keep"
     refine: bool = False

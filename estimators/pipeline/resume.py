@@ -95,6 +95,11 @@ def differences(recorded: dict | None, current: dict) -> list[str]:
         changed["--no-stabilise"] = f"--no-stabilise: stabilisation {_stabilisation(was)} -> {_stabilisation(now)}"
     elif was != now:
         changed["stabiliser"] = f"stabiliser settings {was} -> {now}"
+    was, now = (options.get("depth", {}).pop("camera_solve", None) for options in (recorded, current))
+    if (was is None) != (now is None):
+        changed["--no-camera-solve"] = f"--no-camera-solve: camera solve {_stabilisation(was)} -> {_stabilisation(now)}"
+    elif was is not None and {**was, "gauge_distance": None} != {**now, "gauge_distance": None}:
+        changed["camera solve"] = f"camera solve settings {was} -> {now}"
     old, new = _flatten(recorded), _flatten(current)
     for key in sorted(set(old) | set(new)):
         if old.get(key) != new.get(key):

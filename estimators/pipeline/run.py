@@ -6,7 +6,11 @@ sequence: stills, image sequences and videos, mono and stereo, equirect and
 perspective, all take the same stages, each on a thread of its own joined by bounded
 queues (pipeline.stages):
 
-1. read: frames decoded in order (pipeline.sources), only those needed;
+0. solve (360 videos and sequences): the camera solve (video.camera_motion) on a decoder
+   of its own, from the shot's first frame to `look_ahead` frames past the last one,
+   so that any chunk gives the poses of a whole-shot run; it runs ahead of the others;
+1. read: frames decoded in order (pipeline.sources), only those needed, each with its
+   pose from the solve;
 2. estimate: batches through the frame estimator (pipeline.frame_estimators);
 3. post-process: holes, resampling, smoothing, temporal stabilisation, calibration
    (pipeline.frame_depth), frames in order;
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import BadInputError, Depth360Error
+from ..video.camera_motion import CameraSolver, SolveSettings
 from ..video.temporal import StabiliserSettings
 from . import resume
 from .frame_depth import make_stabiliser, postprocess_frame
@@ -38,11 +43,12 @@ from .outputs import OutputLayout, describe_outputs, render_frame, write_frame
 from .progress import Progress
 from .request import EstimateRequest
 from .settings import DepthSettings, resolve_settings, saved_kinds, uncalibrated_note
-from .sidecar import Sidecar, end_content, recorded_model, start_content
+from .sidecar import Sidecar, camera_content, end_content, recorded_model, start_content
 from .sources import Source, open_sources
 from .stages import END, StageThreads
 
 QUEUE_FRAMES = 4  # frames buffered between stages, beyond one batch
+SOLVE_QUEUE = 64  # camera poses the solve may run ahead of the read stage
 
 
 @dataclass(frozen=True)
@@ -178,13 +184,13 @@ def _total_frames(request: EstimateRequest, sources: list[Source]) -> int:
 
 
 def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
-        stabiliser: StabiliserSettings | None = None,
+        stabiliser: StabiliserSettings | None = None, camera: SolveSettings | None = None,
         stdout: TextIO | None = None, stderr: TextIO | None = None) -> RunResult:
     """Run `request` (module docstring); the result of every input.
 
     `estimator`: an estimator object to use instead of loading `request.model`;
     `frame_estimator`: a whole frame estimator (pipeline.frame_estimators) to use as is;
-    `stabiliser`: tuned temporal settings. Raises BadInputError (exit 2) for bad usage or
+    `stabiliser`: tuned temporal settings; `camera`: tuned camera-solve settings. Raises BadInputError (exit 2) for bad usage or
     input, naming the file, before anything of that input is written; WeightsMissingError;
     Depth360Error for an unwritable output folder.
     """
@@ -208,7 +214,7 @@ def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
             reporter.relabel(source.name)
             try:
                 results.append(SourceRun(request, source, frame_estimator, reporter, stabiliser, stderr,
-                                         estimator, load_s).run())
+                                         estimator, load_s, camera).run())
             except Depth360Error as error:
                 raise _prefixed(error, source.path) from None
     finally:
@@ -220,7 +226,8 @@ class SourceRun:
     """One input through the four stages (module docstring)."""
 
     def __init__(self, request: EstimateRequest, source: Source, frame_estimator, reporter: Progress,
-                 stabiliser: StabiliserSettings | None, stderr: TextIO, estimator=None, load_s: float = 0.0):
+                 stabiliser: StabiliserSettings | None, stderr: TextIO, estimator=None, load_s: float = 0.0,
+                 camera: SolveSettings | None = None):
         self.request = request
         self.load_s = load_s
         self.source = source
@@ -230,7 +237,7 @@ class SourceRun:
         if frame_estimator is None:
             frame_estimator = build_frame_estimator(request, estimator, warn=self.warn)
         self.frame_estimator = frame_estimator
-        self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser)
+        self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser, camera)
         self.save = saved_kinds(request, self.settings)
         self.plate = hasattr(frame_estimator, "depth_frame")
         self.first, self.last = _resolve_range(source, request.frames)
@@ -242,6 +249,9 @@ class SourceRun:
         self.png16_ranges: dict[str, tuple[float, float]] = {}
         self.last_seen = 0
         self.stages = StageThreads()
+        self.solve = None if source.still else self.settings.camera
+        self.solver: CameraSolver | None = None
+        self.cameras: dict[int, dict] = {}
 
     def warn(self, message: str) -> None:
         """A warning about this input: on stderr (off the bar's line) and in the sidecar."""
@@ -291,6 +301,7 @@ class SourceRun:
         self.read_q: queue.Queue = queue.Queue(maxsize=batch + QUEUE_FRAMES)
         self.estimated_q: queue.Queue = queue.Queue(maxsize=batch + QUEUE_FRAMES)
         self.files_q: queue.Queue = queue.Queue(maxsize=QUEUE_FRAMES)
+        self.solve_q: queue.Queue = queue.Queue(maxsize=SOLVE_QUEUE)
         self.sidecar = Sidecar(self.layout.sidecar)
         self.preview = None
         if "preview" in self.save and self.layout.preview_video is not None:
@@ -299,8 +310,10 @@ class SourceRun:
             self.preview = PreviewVideo(self.layout.preview_video, self.source.fps)
         error = None
         try:
-            for name, function in (("read", self.read), ("estimate", self.estimate), ("post", self.post),
-                                   ("write", self.write)):
+            stages = [("read", self.read), ("estimate", self.estimate), ("post", self.post), ("write", self.write)]
+            if self.solve is not None and self.start is not None:
+                stages.insert(0, ("solve", self.solve_camera))
+            for name, function in stages:
                 self.stages.start(name, function)
             self.stages.join()
         except BaseException as caught:
@@ -311,7 +324,7 @@ class SourceRun:
         return self._result(time.perf_counter() - started)
 
     def read(self) -> None:
-        """Stage 1: decode the frames needed, in order."""
+        """Stage 1: decode the frames needed, in order, each with its pose when the camera is solved."""
         if self.start is None:
             self.stages.put(self.read_q, END)
             return
@@ -319,10 +332,50 @@ class SourceRun:
         for number, rgb in self.source.frames(self.start, self.last, wanted=self.needed):
             self.last_seen = max(self.last_seen, number)
             self.stages.add_busy("read", time.perf_counter() - tick)
+            camera = self._pose_of(number) if self.solve is not None else None
             self.reporter.start()
-            self.stages.put(self.read_q, (number, rgb, self.to_write(number)))
+            self.stages.put(self.read_q, (number, rgb, self.to_write(number), camera))
             tick = time.perf_counter()
+        if self.solve is not None:
+            self._pose_of(None)  # let the solve finish (its look-ahead, cuts and warnings)
         self.stages.put(self.read_q, END)
+
+    def solve_camera(self) -> None:
+        """Stage 0 (360 videos and sequences): the camera solve, on a decoder of its own, from the shot's
+        first frame to `look_ahead` frames past the last; each frame's CameraFrame in order."""
+        self.solver = CameraSolver(self.solve)
+        last = self.last
+        if last is not None:
+            last = min(last + self.solve.look_ahead, self.source.frame_count) if self.source.frame_count_exact \
+                else None
+        depth_frame = getattr(self.frame_estimator, "depth_frame", None)
+        tick = time.perf_counter()
+        for number, rgb in self.source.frames(1, last):
+            cameras = self.solver.push(number, depth_frame(rgb) if depth_frame is not None else rgb)
+            self.stages.add_busy("solve", time.perf_counter() - tick)
+            for camera in cameras:
+                self.stages.put(self.solve_q, camera)
+            tick = time.perf_counter()
+        for camera in self.solver.finish():
+            self.stages.put(self.solve_q, camera)
+        self.stages.put(self.solve_q, END)
+
+    def _pose_of(self, number: int | None):
+        """The CameraFrame of frame `number` from the solve stage (None: read to its end); warns about
+        featureless frames and notes cuts within the range on the way."""
+        while (camera := self.stages.get(self.solve_q)) is not END:
+            if camera.number >= self.first and (self.last is None or camera.number <= self.last):
+                if camera.status == "featureless":
+                    self.warn(f"frame {camera.number} has too little structure to track (black, flat or "
+                              "noise): it keeps the camera pose of the frame before")
+                elif camera.status == "start" and camera.chain > 0:
+                    self.notes.append(f"cut at frame {camera.number}: a new camera chain (world frame and units) "
+                                      "and a new stabilisation reference start there")
+            if camera.number == number:
+                return camera
+        if number is not None:
+            raise RuntimeError(f"the camera solve ended before frame {number}")
+        return None
 
     def estimate(self) -> None:
         """Stage 2: batches of frames through the frame estimator."""
@@ -339,30 +392,32 @@ class SourceRun:
             if not items:
                 continue
             tick = time.perf_counter()
-            predictions = self.frame_estimator.estimate(np.stack([rgb for _, rgb, _ in items]))
+            predictions = self.frame_estimator.estimate(np.stack([rgb for _, rgb, _, _ in items]))
             self.stages.add_busy("estimate", time.perf_counter() - tick)
             for stage, seconds in getattr(self.frame_estimator, "last_timings", {}).items():
                 self.stages.add_busy(f"estimate_{stage}", seconds)  # the 360 fusion's own stages
             if len(predictions) != len(items):
                 raise ValueError(f"frame estimator returned {len(predictions)} predictions for {len(items)} frames")
-            for (number, rgb, keep), prediction in zip(items, predictions, strict=True):
+            for (number, rgb, keep, camera), prediction in zip(items, predictions, strict=True):
                 picture = depth_frame(rgb) if depth_frame is not None else rgb
-                self.stages.put(self.estimated_q, (number, picture, keep, prediction))
+                self.stages.put(self.estimated_q, (number, picture, keep, prediction, camera))
         self.stages.put(self.estimated_q, END)
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""
         stabiliser = make_stabiliser(self.settings)
         while (item := self.stages.get(self.estimated_q)) is not END:
-            number, picture, keep, prediction = item
+            number, picture, keep, prediction, camera = item
             tick = time.perf_counter()
-            depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep)
+            depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep, camera)
             if depth is not None and not depth.mask.any():
                 where = "the picture" if self.source.still else f"frame {number}"
                 self.warn(f"{where} has nothing but sky (or no texture at all): written at far, mask 0")
             if depth is None:
                 self.context_frames.append(number)
             else:
+                if depth.camera is not None:
+                    self.cameras[number] = depth.camera
                 files = render_frame(number, self.layout, self.save, picture, depth, self.settings, self.plate)
                 self.stages.put(self.files_q, files)
             self.stages.add_busy("post", time.perf_counter() - tick)
@@ -420,6 +475,8 @@ class SourceRun:
         updates["outputs"] = describe_outputs(self.layout, self.save, self.settings, self.plate, self.png16_ranges)
         if "stereo" in self.sidecar.content:
             updates["stereo"] = {**self.sidecar.content["stereo"], "warnings": list(self.warnings)}
+        if self.solver is not None:
+            updates["camera"] = camera_content(self.solver, self.cameras, self.settings)
         self.sidecar.write(**updates)
 
     def _result(self, wall: float) -> SourceResult:

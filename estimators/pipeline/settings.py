@@ -14,14 +14,19 @@ metric or aligned disparity. Uncalibrated output is the estimator's own, unstabi
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from ..errors import BadInputError
 from ..models.plugins import is_metric
 from ..postprocess import Smoothing
+from ..video.camera_motion import SolveSettings
 from ..video.temporal import StabiliserSettings
 from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
 
+# The camera solve's units: its first points' nearest (99th percentile of inverse distance) at this many
+# times `near`. Its points keep away from the poles (the ground right below, a selfie stick) and the
+# camera may come nearer later: a margin keeps those surfaces off the near clamp.
+GAUGE_NEAR_FACTOR = 2.0
 # Near/far defaults (metres): relative models on 360 footage; metric ones are only clamped.
 RELATIVE_NEAR, RELATIVE_FAR = 1.0, 100.0
 METRIC_NEAR, METRIC_FAR = 0.01, 1000.0
@@ -37,6 +42,8 @@ class DepthSettings:
     `shot_units`: the post-processed disparity already is 1/m (metric, or relative
     aligned by the stabiliser), so distance is only its clamped inverse; otherwise each
     frame follows the near/far percentile rule. `stabiliser`: None when not stabilising.
+    `camera`: the camera solve of 360 videos and sequences (its units: the nearest of the
+    first points it triangulates at GAUGE_NEAR_FACTOR x `near`), None when it is off.
     """
 
     kind: str
@@ -51,6 +58,7 @@ class DepthSettings:
     smoothing: Smoothing = "none"
     sky: str = "keep"
     wrap: bool = True
+    camera: SolveSettings | None = None
 
     @property
     def metric(self) -> bool:
@@ -72,12 +80,16 @@ class DepthSettings:
             "stabilise": asdict(self.stabiliser) if self.stabiliser is not None else None,
             "upsampling": self.upsampling, "refine": self.refine, "smoothing": self.smoothing,
             "sky": self.sky, "wrap": self.wrap,
+            "camera_solve": self.camera.recorded() if self.camera is not None else None,
         }
 
 
-def resolve_settings(request: EstimateRequest, kind: str,
-                     stabiliser: StabiliserSettings | None = None) -> DepthSettings:
-    """The request's depth settings for an estimator of `kind`; BadInputError for a contradiction."""
+def resolve_settings(request: EstimateRequest, kind: str, stabiliser: StabiliserSettings | None = None,
+                     camera: SolveSettings | None = None) -> DepthSettings:
+    """The request's depth settings for an estimator of `kind`; BadInputError for a contradiction.
+
+    `camera`: tuned camera-solve settings (its `gauge_distance` is set from `near`).
+    """
     metric = is_metric(kind)
     user_range = request.near is not None
     calibrated = metric or user_range or request.projection == "equirect"
@@ -98,11 +110,14 @@ def resolve_settings(request: EstimateRequest, kind: str,
         raise BadInputError(f"distance from {what} needs --near and --far "
                             "(the documented rule in `depth360 estimate --help`), or save disparity instead")
     stabilise = request.stabilise and calibrated
+    solve = None
+    if request.camera_solve and request.projection == "equirect":
+        solve = replace(camera or SolveSettings(), gauge_distance=GAUGE_NEAR_FACTOR * near)
     return DepthSettings(
         kind=kind, calibrated=calibrated, near=near, far=far, display_near=display[0], display_far=display[1],
         stabiliser=(stabiliser or StabiliserSettings()) if stabilise else None,
         refine=request.refine, smoothing=request.smoothing, sky=request.sky,
-        wrap=request.projection == "equirect",
+        wrap=request.projection == "equirect", camera=solve,
     )
 
 

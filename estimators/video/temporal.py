@@ -26,7 +26,30 @@ with enough context frames, gives the same numbers as a run over the whole shot:
    `colour_threshold`, the change mask grown by one pixel) and was valid. Moving
    objects are thus left as they are; static content is averaged.
 
-Context: frame t's output depends on frames t - (K + F) .. t only (`context_frames`).
+**A moving camera** (`push(..., camera=CameraFrame)`, from the camera solve,
+camera_motion; `motion` setting). The still-camera rule compares different points of
+the scene once the camera moves, so:
+
+1. *Structure fit*: a frame that sees enough of the solve's triangulated points
+   (`structure_fit`: points seen with 5 degrees of parallax or more, on flat
+   neighbourhoods, weighted by parallax, robust) is mapped onto their inverse distance:
+   the solve's shot units, with no shift left.
+2. *Reference*: the structure-fitted frames of the window (t - K .. t) are reprojected
+   into frame t (reprojection.forward_warp: rotation exactly, translation through
+   their own depth, the nearest surface kept), and their median is frame t's
+   reference; frame t is fitted to it robustly over all its pixels (moving objects,
+   disocclusions and newly seen areas are trimmed). A frame without structure falls
+   back to the still rule, its window turned to its rotation (a panning tripod).
+3. *Filter*: a past frame counts at a pixel where the pixel's 3D point lands on a valid
+   pixel of it that agrees in inverse distance (`agreement`) and in colour; its surface
+   there, carried into frame t, is averaged (reprojection.backward_sample).
+
+A new chain of the solve (a cut) starts every window afresh; a featureless frame is
+stabilised but never becomes a reference. Metric input gets only the filter, with the
+solve's locations in metres (`metres_per_unit`, from its own depth at the points).
+
+Context: frame t's output depends on frames t - (K + F) .. t only (`context_frames`),
+given their camera frames (which the camera solve makes equal for any chunk).
 A chunk starting at frame A is run from frame max(1, A - context_frames) and its
 first context frames are not written; the whole-shot run uses the same rule, so
 chunks 1-30 and 31-60 equal a run of 1-60 (up to the estimator's own float noise).
@@ -43,10 +66,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..postprocess.filters import pad_columns
+from .reprojection import Pose, backward_sample, forward_warp, rotate_grid
 
 KINDS = ("relative-disparity", "metric-distance")
 LOW_PERCENTILE = 2.0
 HIGH_PERCENTILE = 98.0
+FLOOR = 0.002  # robust_affine_fit: the least standard deviation, as a fraction of the targets' range
 
 
 @dataclass(frozen=True)
@@ -60,6 +85,9 @@ class StabiliserSettings:
     fit_rows: int = 48
     align: bool = True
     filter: bool = True
+    motion: bool = True
+    min_points: int = 30
+    agreement: float = 0.03
 
     def __post_init__(self) -> None:
         if self.reference_window < 0 or self.filter_window < 0:
@@ -78,38 +106,50 @@ class StabiliserSettings:
 @dataclass(frozen=True)
 class StabilisedFrame:
     """One output: `disparity` float32 [H, W] (1/m, shot units for relative models), `valid`,
-    and the `scale`/`shift` applied to the input (1, 0 for metric input)."""
+    and the `scale`/`shift` applied to the input (1, 0 for metric input). `reference`:
+    what the alignment followed ("window": the still-camera window median, "structure":
+    the camera solve's moved reference, "none"). `metres_per_unit`: for metric input
+    with a camera solve, metres per unit of the solve's locations (else None)."""
 
     number: int
     disparity: np.ndarray
     valid: np.ndarray
     scale: float
     shift: float
+    reference: str = "window"
+    metres_per_unit: float | None = None
 
 
 def robust_affine_fit(
-    x: np.ndarray, y: np.ndarray, *, iterations: int = 8, cutoff: float = 3.0
+    x: np.ndarray, y: np.ndarray, *, iterations: int = 8, cutoff: float = 3.0, weights: np.ndarray | None = None
 ) -> tuple[float, float, np.ndarray]:
-    """(scale, shift, inliers) minimising sum (scale x + shift - y)^2 over the agreeing samples.
+    """(scale, shift, inliers) minimising sum w (scale x + shift - y)^2 over the agreeing samples.
 
     Iteratively trimmed least squares: after each fit, samples whose residual exceeds
-    `cutoff` robust standard deviations (1.4826 x the median absolute residual) are left
-    out of the next fit. Deterministic. ValueError if fewer than 2 samples.
+    `cutoff` robust standard deviations (1.4826 x the median absolute residual, scaled
+    by each sample's weight where given) are left out of the next fit. The standard
+    deviation is taken as at least `FLOOR` of the targets' 2-98 percentile range: where
+    most samples agree exactly (half a 360 frame of sky at one value) the median
+    residual is zero and would leave nothing else in the fit. Deterministic.
+    ValueError if fewer than 2 samples.
     """
     x = np.asarray(x, dtype=np.float64).ravel()
     y = np.asarray(y, dtype=np.float64).ravel()
     if x.size < 2:
         raise ValueError("robust_affine_fit needs at least 2 samples")
+    w = np.ones(x.size) if weights is None else np.asarray(weights, dtype=np.float64).ravel()
+    spread = np.sqrt(w / np.mean(w))  # residuals in units of each sample's own noise
     inliers = np.ones(x.size, bool)
     scale, shift = 1.0, 0.0
-    floor = 1e-6 * (np.percentile(np.abs(y), 98.0) + 1e-12)
+    low, high = np.percentile(y, [LOW_PERCENTILE, HIGH_PERCENTILE])
+    floor = cutoff * max(FLOOR * (high - low), 1e-6 * (np.percentile(np.abs(y), 98.0) + 1e-12))
     for _ in range(iterations):
-        xs, ys = x[inliers], y[inliers]
-        x_mean, y_mean = xs.mean(), ys.mean()
-        variance = np.mean((xs - x_mean) ** 2)
-        scale = float(np.mean((xs - x_mean) * (ys - y_mean)) / variance) if variance > 0 else 0.0
+        xs, ys, ws = x[inliers], y[inliers], w[inliers]
+        x_mean, y_mean = np.average(xs, weights=ws), np.average(ys, weights=ws)
+        variance = np.average((xs - x_mean) ** 2, weights=ws)
+        scale = float(np.average((xs - x_mean) * (ys - y_mean), weights=ws) / variance) if variance > 0 else 0.0
         shift = float(y_mean - scale * x_mean)
-        residual = np.abs(scale * x + shift - y)
+        residual = np.abs(scale * x + shift - y) * spread
         sigma = 1.4826 * np.median(residual[inliers])
         updated = residual <= max(cutoff * sigma, floor)
         if updated.sum() < max(2, x.size // 10) or np.array_equal(updated, inliers):
@@ -181,6 +221,61 @@ def _nanmedian(stack: np.ndarray) -> np.ndarray:
     return np.where(count > 0, 0.5 * (low + high), np.nan)
 
 
+def sample_at(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
+    """Bilinear samples of an equirect map [H, W] at continuous (x, y) [N, 2] (pixel centres at c + 0.5; x wraps)."""
+    import cv2
+
+    xy = np.asarray(xy, np.float32).reshape(1, -1, 2) - 0.5
+    return cv2.remap(np.asarray(values, np.float32), xy[..., 0], xy[..., 1], cv2.INTER_LINEAR,
+                     borderMode=cv2.BORDER_WRAP)[0]
+
+
+def structure_fit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: int,
+                  min_reach_deg: float = 5.0, smooth: float = 0.05) -> tuple[float, float] | None:
+    """(scale, shift) putting a frame's disparity onto the camera solve's points (inverse distance), or None.
+
+    Only points the solve saw with `min_reach_deg` of parallax or more count (their
+    depth is a few per cent good; with fewer degrees, those that passed the solve's
+    parallax test lean toward too near), weighted by their parallax squared (the
+    precision of triangulated inverse depth). Corners are mostly on depth edges, where
+    the disparity at the point's pixel mixes two surfaces: after a first fit, only
+    points whose 3 x 3 neighbourhood varies by less than `smooth` count. Robust
+    (trimmed) least squares: moving objects and mismatches drop out. None with fewer
+    than `min_points` agreeing points or a non-positive scale.
+    """
+    if camera is None or len(camera.points_inverse_distance) < min_points:
+        return None
+    reach = np.asarray(camera.points_weight)
+    xy, target = camera.points_xy[reach >= min_reach_deg], camera.points_inverse_distance[reach >= min_reach_deg]
+    offsets = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], np.float64)
+    around = np.stack([sample_at(disparity, xy + offset) for offset in offsets], 1)
+    on = (sample_at(valid.astype(np.float32), xy) > 0.999) & np.isfinite(around).all(axis=1)
+    weights = np.minimum(reach[reach >= min_reach_deg], 30.0) ** 2
+    if on.sum() < min_points:
+        return None
+    scale, shift, inliers = robust_affine_fit(around[on, 4], target[on], weights=weights[on])
+    if inliers.sum() < min_points or not scale > 0:
+        return None
+    aligned = scale * around + shift
+    flat = on & (np.ptp(aligned, axis=1) <= smooth * np.abs(aligned[:, 4]))
+    if flat.sum() >= min_points:
+        scale, shift, inliers = robust_affine_fit(around[flat, 4], target[flat], weights=weights[flat])
+        if inliers.sum() < min_points or not scale > 0:
+            return None
+    return scale, shift
+
+
+def metres_per_unit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: int) -> float | None:
+    """Metres per unit of the camera solve, from metric inverse distance (1/m) at the solve's points."""
+    if camera is None or len(camera.points_inverse_distance) < min_points:
+        return None
+    metric = sample_at(disparity, camera.points_xy)
+    on = (sample_at(valid.astype(np.float32), camera.points_xy) > 0.999) & (metric > 0)
+    if on.sum() < min_points:
+        return None
+    return float(np.median(camera.points_inverse_distance[on] / metric[on]))
+
+
 class TemporalStabiliser:
     """Push frames in order, get each one stabilised (see the module docstring)."""
 
@@ -195,8 +290,12 @@ class TemporalStabiliser:
         self.far = float(far)
         self.settings = settings or StabiliserSettings()
         self.wrap = wrap
-        self._grids: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._history: OrderedDict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = OrderedDict()
+        self._chain: int | None = None
+        self._metres: float | None = None
+        self._last: int | None = None
+        self._grids: OrderedDict[int, tuple] = OrderedDict()
+        self._structure: OrderedDict[int, tuple] = OrderedDict()
+        self._history: OrderedDict[int, tuple] = OrderedDict()
 
     @property
     def align(self) -> bool:
@@ -206,31 +305,115 @@ class TemporalStabiliser:
         for number in [n for n in store if n < first]:
             del store[number]
 
-    def push(self, number: int, disparity: np.ndarray, valid: np.ndarray, colour: np.ndarray) -> StabilisedFrame:
-        """Stabilise frame `number`: `disparity` [H, W] (relative, or 1/m for metric), `valid`, RGB `colour`."""
+    def _restart(self, chain: int) -> None:
+        """A new pose chain (a cut): nothing before it is a reference for what follows."""
+        self._chain = chain
+        self._metres = None
+        self._grids.clear()
+        self._structure.clear()
+        self._history.clear()
+
+    def push(self, number: int, disparity: np.ndarray, valid: np.ndarray, colour: np.ndarray,
+             camera=None) -> StabilisedFrame:
+        """Stabilise frame `number`: `disparity` [H, W] (relative, or 1/m for metric), `valid`, RGB `colour`.
+
+        `camera`: the frame's CameraFrame from the camera solve (camera_motion), or None
+        for the still-camera stabiliser; see the module docstring.
+        """
         disparity = np.asarray(disparity, dtype=np.float32)
         valid = np.asarray(valid, dtype=bool) & np.isfinite(disparity)
-        if self._history and number <= next(reversed(self._history)):
-            raise ValueError(f"frames must be pushed in increasing order; got {number} after {next(reversed(self._history))}")
-        scale, shift = 1.0, 0.0
+        if self._last is not None and number <= self._last:
+            raise ValueError(f"frames must be pushed in increasing order; got {number} after {self._last}")
+        self._last = number
+        if not self.settings.motion:
+            camera = None
+        if camera is not None and camera.chain != self._chain:
+            self._restart(camera.chain)
+        pose, keep = None, True
+        if camera is not None:
+            pose, keep = Pose(np.asarray(camera.rotation, float), np.asarray(camera.location, float)), \
+                camera.status != "featureless"
+            if self.kind == "metric-distance":
+                self._metres = metres_per_unit(disparity, valid, camera, self.settings.min_points) or self._metres
+        scale, shift, reference = 1.0, 0.0, "none"
         if self.align:
-            scale, shift = self._alignment(number, disparity, valid)
+            scale, shift, reference = self._alignment(number, disparity, valid, camera, pose, keep)
         aligned = np.where(valid, scale * disparity + shift, 0.0).astype(np.float32)
-        out = self._filter(number, aligned, valid, colour) if self.settings.filter else aligned
-        return StabilisedFrame(number, out, valid, scale, shift)
+        if not self.settings.filter:
+            out = aligned
+        elif pose is None:
+            out = self._filter(number, aligned, valid, colour)
+        else:
+            out = self._motion_filter(number, aligned, valid, colour, pose, keep)
+        metres = self._metres if self.kind == "metric-distance" and camera is not None else None
+        return StabilisedFrame(number, out, valid, scale, shift, reference, metres)
 
-    def _alignment(self, number: int, disparity: np.ndarray, valid: np.ndarray) -> tuple[float, float]:
+    def _units(self, pose: Pose) -> Pose:
+        """A pose with its location in the depth's units (metres for metric input)."""
+        if self.kind != "metric-distance":
+            return pose
+        return Pose(pose.rotation, pose.location * (self._metres or 1.0))
+
+    def _alignment(self, number: int, disparity: np.ndarray, valid: np.ndarray, camera, pose: Pose | None,
+                   keep: bool) -> tuple[float, float, str]:
+        first = number - self.settings.reference_window
+        self._forget_before(self._grids, first)
+        self._forget_before(self._structure, first)
+        if camera is not None:
+            fitted = self._structure_alignment(number, disparity, valid, camera, pose, keep)
+            if fitted is not None:
+                return (*fitted, "structure")
+        return (*self._window_alignment(number, disparity, valid, pose, keep), "window")
+
+    def _window_alignment(self, number: int, disparity: np.ndarray, valid: np.ndarray, pose: Pose | None,
+                          keep: bool) -> tuple[float, float]:
+        """Today's still-camera rule: the median of the window's frames (turned to this frame's rotation)."""
         settings = self.settings
-        self._forget_before(self._grids, number - settings.reference_window)
         grid, grid_valid = fit_grid(disparity, valid, settings.fit_rows)
-        self._grids[number] = (grid, grid_valid)
-        grids = [g for g, _ in self._grids.values()]
-        valids = [v for _, v in self._grids.values()]
+        entries = [*self._grids.values(), (grid, grid_valid, pose)]
+        if keep:
+            self._grids[number] = (grid, grid_valid, pose)
+        grids, valids = [], []
+        cell = np.pi / grid.shape[0]
+        for past_grid, past_valid, past_pose in entries:
+            if pose is not None and past_pose is not None and not past_pose.same_as(pose, cell / 4, np.inf):
+                past_grid, past_valid = rotate_grid(past_grid, past_valid, past_pose.rotation, pose.rotation)
+            grids.append(past_grid)
+            valids.append(past_valid)
         reference, defined = build_reference(grids, valids, self.near, self.far)
         both = grid_valid & defined
         if both.sum() < 2:
             return 1.0, 0.0
         scale, shift, _ = robust_affine_fit(grid[both], reference[both])
+        return scale, shift
+
+    def _structure_alignment(self, number: int, disparity: np.ndarray, valid: np.ndarray, camera, pose: Pose,
+                             keep: bool) -> tuple[float, float] | None:
+        """Fit to the window's structure-aligned frames moved into this frame; None without structure.
+
+        Each frame with enough of the camera solve's points is first put onto them
+        (structure_fit: shot units, no shift left); the reference of frame t is the
+        median of those frames of the window (t included) reprojected into frame t,
+        and frame t is fitted to it robustly over all its pixels.
+        """
+        settings = self.settings
+        sparse = structure_fit(disparity, valid, camera, settings.min_points)
+        if sparse is not None and keep:
+            fine, fine_valid = fit_grid(disparity, valid, 2 * settings.fit_rows)
+            self._structure[number] = (sparse[0] * fine + sparse[1], fine_valid, pose)
+        if not self._structure:
+            return sparse
+        grid, grid_valid = fit_grid(disparity, valid, settings.fit_rows)
+        target = self._units(pose)
+        warped = [forward_warp(values, ok, self._units(past_pose), target, grid.shape)
+                  for values, ok, past_pose in self._structure.values()]
+        reference = _nanmedian(np.stack(warped))
+        both = grid_valid & np.isfinite(reference)
+        if both.sum() < settings.min_points:
+            return sparse
+        scale, shift, inliers = robust_affine_fit(grid[both], reference[both])
+        if inliers.sum() < settings.min_points or not scale > 0:
+            return sparse
         return scale, shift
 
     def _filter(self, number: int, aligned: np.ndarray, valid: np.ndarray, colour: np.ndarray) -> np.ndarray:
@@ -239,20 +422,63 @@ class TemporalStabiliser:
         settings = self.settings
         # 8-bit colour is ample to tell "unchanged" from "changed" and makes the comparisons cheap.
         colour8 = cv2.convertScaleAbs(np.asarray(colour, dtype=np.float32), alpha=255.0)
-        threshold = settings.colour_threshold * 255.0
         self._forget_before(self._history, number - settings.filter_window)
         valid_f = valid.astype(np.float32)
         total = aligned * valid_f
         weight = valid_f.copy()
-        kernel = np.ones((3, 3), np.uint8)
-        for past_number, (past_aligned, past_valid, past_colour8) in self._history.items():
-            difference = cv2.absdiff(colour8, past_colour8)
-            largest = np.maximum(np.maximum(difference[..., 0], difference[..., 1]), difference[..., 2])
-            changed = (largest >= threshold).astype(np.uint8)
-            changed = cv2.dilate(np.ascontiguousarray(pad_columns(changed, 1, self.wrap)), kernel)[:, 1:-1]
-            use = (past_valid & (changed == 0)).astype(np.float32) * np.float32(settings.filter_decay ** (number - past_number))
+        for past_number, (past_aligned, past_valid, past_colour8, _) in self._history.items():
+            use = self._unchanged(colour8, past_colour8, past_valid) * np.float32(
+                settings.filter_decay ** (number - past_number))
             use *= valid_f
             total += use * past_aligned
             weight += use
-        self._history[number] = (aligned, valid, colour8)
+        self._history[number] = (aligned, valid, colour8, None)
+        return np.where(weight > 0, total / np.maximum(weight, np.float32(1e-30)), np.float32(0.0)).astype(np.float32)
+
+    def _unchanged(self, colour8: np.ndarray, past_colour8: np.ndarray, past_valid: np.ndarray) -> np.ndarray:
+        """Float mask of pixels whose colour did not change (the change grown by one pixel) and were valid."""
+        import cv2
+
+        threshold = self.settings.colour_threshold * 255.0
+        difference = cv2.absdiff(colour8, past_colour8)
+        largest = np.maximum(np.maximum(difference[..., 0], difference[..., 1]), difference[..., 2])
+        changed = (largest >= threshold).astype(np.uint8)
+        kernel = np.ones((3, 3), np.uint8)
+        changed = cv2.dilate(np.ascontiguousarray(pad_columns(changed, 1, self.wrap)), kernel)[:, 1:-1]
+        return (past_valid & (changed == 0)).astype(np.float32)
+
+    def _motion_filter(self, number: int, aligned: np.ndarray, valid: np.ndarray, colour: np.ndarray, pose: Pose,
+                       keep: bool) -> np.ndarray:
+        """The filter with the camera moving: past frames are reprojected, and used where they agree.
+
+        A past frame counts at a pixel where the pixel's 3D point lands on a valid pixel
+        of it whose inverse distance agrees with the point's (within `agreement`) and
+        whose colour agrees (as the still filter); its surface there is carried into
+        this frame. A past frame at the same pose uses the still filter's rule.
+        """
+        import cv2
+
+        settings = self.settings
+        colour8 = cv2.convertScaleAbs(np.asarray(colour, dtype=np.float32), alpha=255.0)
+        self._forget_before(self._history, number - settings.filter_window)
+        valid_f = valid.astype(np.float32)
+        total, weight = aligned * valid_f, valid_f.copy()
+        here = self._units(pose)
+        for past_number, (past_aligned, past_valid, past_colour8, past_pose) in self._history.items():
+            decay = np.float32(settings.filter_decay ** (number - past_number))
+            if past_pose is None or past_pose.same_as(pose, np.pi / aligned.shape[0] / 4, 1e-9):
+                use, carried = self._unchanged(colour8, past_colour8, past_valid), past_aligned
+            else:
+                sampled = backward_sample(aligned, here, past_aligned, past_valid, self._units(past_pose),
+                                          past_colour8)
+                agree = sampled.valid & (np.abs(sampled.inverse - sampled.expected)
+                                         <= settings.agreement * np.maximum(sampled.expected, 1e-12))
+                difference = cv2.absdiff(colour8, sampled.colour).max(axis=2)
+                use = (agree & (difference < settings.colour_threshold * 255.0)).astype(np.float32)
+                carried = sampled.carried
+            use *= valid_f * decay
+            total += use * carried
+            weight += use
+        if keep:
+            self._history[number] = (aligned, valid, colour8, pose)
         return np.where(weight > 0, total / np.maximum(weight, np.float32(1e-30)), np.float32(0.0)).astype(np.float32)

@@ -11,6 +11,7 @@ PANELS = (
     "VIEW3D_PT_depth360_source",
     "VIEW3D_PT_depth360_model",
     "VIEW3D_PT_depth360_output",
+    "VIEW3D_PT_depth360_camera_solve",
 )
 
 

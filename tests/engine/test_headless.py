@@ -143,3 +143,58 @@ def test_the_worker_route_and_errors(shot, tmp_path):
     missing = _headless(tmp_path, str(tmp_path / "nope.png"), "-o", str(out))
     assert missing.returncode == 1
     assert f"headless: Error: Source file {tmp_path / 'nope.png'} not found" in missing.stderr
+
+
+ORACLE_PLUGIN = """
+import sys
+sys.path.insert(0, {repo!r})
+from tests.moving_camera import AffineOracle, render
+
+def make():
+    return AffineOracle(render("room_walk", 256, 24, 4, None))
+"""
+
+CAMERA_CHECK = """
+import json, sys
+import bpy
+bpy.ops.wm.open_mainfile(filepath=sys.argv[-1])
+scene = bpy.context.scene
+camera = scene.camera
+poses = {}
+for number in (1, 6, 12):
+    scene.frame_set(number)
+    poses[number] = [list(row) for row in camera.matrix_world]
+mesh = bpy.data.objects["Depth360 Mesh 6"]
+print(json.dumps({"camera": camera.name, "poses": poses, "mesh": [list(row) for row in mesh.matrix_world]}))
+"""
+
+
+@pytest.mark.slow
+def test_camera_solve_headless_animates_the_camera_and_places_the_mesh(tmp_path):
+    """Issue 13: `--camera-solve` on a walking shot (room_walk, 12 frames, 256 px, the per-frame oracle)."""
+    import json
+
+    from tests.moving_camera import render, write_frames
+
+    frames = write_frames(render("room_walk", 256, 24, 4, None)[:12], tmp_path / "walk" / "shot")
+    (tmp_path / "oracle.py").write_text(ORACLE_PLUGIN.format(repo=str(REPO)))
+    out, saved = tmp_path / "depth", tmp_path / "result.blend"
+    result = _headless(tmp_path, str(frames), "-o", str(out), "--model", f"python:{tmp_path / 'oracle.py'}:make",
+                       "--views", "equirect", "--camera-solve", "--frame", "6", "--save-blend", str(saved))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "headless: camera solve: Depth360 Camera keyed on frames 1-12" in result.stdout
+    check = tmp_path / "check.py"
+    check.write_text(CAMERA_CHECK)
+    read = subprocess.run([sys.executable, str(check), str(saved)], capture_output=True, text=True,
+                          env=_env(tmp_path), timeout=120)
+    assert read.returncode == 0, read.stderr
+    placed = json.loads(read.stdout.strip().splitlines()[-1])
+    solve = json.loads((out / "shot" / "shot.json").read_text())["camera"]["frames"]
+    base = np.array([[0.0, 0.0, -1.0], [-1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])  # the camera rotated (90, 0, -90)
+    for number in (1, 6, 12):
+        matrix = np.array(placed["poses"][str(number)])
+        np.testing.assert_allclose(matrix[:3, :3], np.array(solve[str(number)]["rotation"]) @ base, atol=1e-4)
+        np.testing.assert_allclose(matrix[:3, 3], solve[str(number)]["location"], atol=1e-4)
+    mesh = np.array(placed["mesh"])
+    np.testing.assert_allclose(mesh[:3, :3], solve["6"]["rotation"], atol=1e-4)
+    np.testing.assert_allclose(mesh[:3, 3], solve["6"]["location"], atol=1e-4)

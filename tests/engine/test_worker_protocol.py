@@ -129,7 +129,7 @@ def test_request_is_what_the_cli_parses():
     request = EstimateRequest(
         inputs=("/footage/pano.png", "-starts-like-an-option.png"), output_dir="/out", model="midas-dpt-large-384",
         views="ico", near=0.5, far=80.0, frames=(2, 9), save=("distance", "mask"), device="cpu",
-        models_dir="/models", smoothing="median", stabilise=False, overwrite=True,
+        models_dir="/models", smoothing="median", stabilise=False, camera_solve=False, overwrite=True,
     )
     args = cli.build_parser().parse_args(cli.request_to_args(request))
     assert args.command == "estimate" and args.inputs == ["/footage/pano.png", "-starts-like-an-option.png"]

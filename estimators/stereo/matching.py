@@ -113,13 +113,20 @@ def check_stereo_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, 
                          f"right {right_rgb.shape[1]}x{right_rgb.shape[0]}")
     if left_rgb.shape[0] < 8 or left_rgb.shape[1] < 16:
         raise ValueError(f"the eyes are too small to match: {left_rgb.shape[1]}x{left_rgb.shape[0]}")
-    levels = np.abs(np.rint(left_rgb * 255) - np.rint(right_rgb * 255)).max(axis=2)
-    same = float(np.mean(levels <= 1))
+    same = _share_equal(left_rgb[::8], right_rgb[::8])  # a sparse look settles a clearly different pair
+    if same >= 0.99:
+        same = _share_equal(left_rgb, right_rgb)
     if same >= SAME_PICTURE_SHARE:
         raise ValueError(
             f"the two eyes are identical (within one 8-bit level on {same:.2%} of the pixels): "
             "this looks like a mono image passed as stereo; use the mono layout")
     return left_rgb, right_rgb
+
+
+def _share_equal(left_rgb: np.ndarray, right_rgb: np.ndarray) -> float:
+    """Share of pixels whose colours agree within one 8-bit level in every channel."""
+    levels = np.abs(np.rint(left_rgb * 255) - np.rint(right_rgb * 255)).max(axis=2)
+    return float(np.mean(levels <= 1))
 
 
 def _gray_u8(rgb: np.ndarray) -> np.ndarray:
@@ -391,10 +398,13 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     disparity, agree, confidence = disparity[:, inner], agree[:, inner], confidence[:, inner]
 
     sigma = None
+    if refine_radius:  # the start of the sub-pixel pass: smooth, at the matched size
+        disparity = _edge_aware_smooth(small_left, disparity, smooth_radius, median_eps, wrap)
     if factor != 1.0:
         disparity = _upsample(disparity, width, height, wrap) * np.float32(width / disparity.shape[1])
-        agree = _upsample(agree.astype(np.float32), width, height, wrap) >= 0.5
-        confidence = _upsample(confidence.astype(np.float32), width, height, wrap)
+        size = (width, height)
+        agree = cv2.resize(agree.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        confidence = cv2.resize(confidence.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     if refine_radius:
         disparity, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
                                                   smooth_radius=smooth_radius, eps=median_eps)
@@ -403,28 +413,46 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32), sigma)
 
 
+class _EdgeAwareSmoother:
+    """He's guided filter of full-size disparities with the left eye's gray image as the guide
+    (columns padded by wrapping or repeating), set up once for a radius."""
+
+    def __init__(self, gray: np.ndarray, radius: int, eps: float, wrap: bool):
+        self.pad, self.wrap, self.width = radius + 2, wrap, gray.shape[1]
+        self.filter = _GuidedFilter(_pad_columns(gray, self.pad, wrap), radius=radius, eps=eps)
+
+    def __call__(self, disparity: np.ndarray) -> np.ndarray:
+        return self.filter(_pad_columns(disparity, self.pad, self.wrap))[:, self.pad:self.pad + self.width]
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    """float32 luminance in 0..1 of a float RGB image."""
+    import cv2
+
+    return np.clip(cv2.cvtColor(np.asarray(rgb, np.float32), cv2.COLOR_RGB2GRAY), 0.0, 1.0)
+
+
 def _edge_aware_smooth(left_rgb: np.ndarray, disparity: np.ndarray, radius: int, eps: float, wrap: bool) -> np.ndarray:
-    """He's guided filter of a full-size disparity with the left eye's gray image as the guide."""
-    pad = radius + 2
-    guide = _pad_columns(_gray_u8(left_rgb).astype(np.float32) / 255.0, pad, wrap)
-    width = disparity.shape[1]
-    return _GuidedFilter(guide, radius=radius, eps=eps)(_pad_columns(disparity, pad, wrap))[:, pad:pad + width]
+    """One edge-aware smoothing of a full-size disparity (`_EdgeAwareSmoother`)."""
+    return _EdgeAwareSmoother(_gray(left_rgb), radius, eps, wrap)(disparity)
 
 
 def refine_full_resolution(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity: np.ndarray, *, wrap: bool,
                            radius: int = 8, smooth_radius: int = 4, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
-    """Coarse to fine: the full-size disparity smoothed edge-aware, refined to sub-pixel by one cost fit
-    at the input's resolution (subpixel.cost_fit), smoothed again; (disparity, sigma in pixels).
+    """Coarse to fine: a smooth full-size disparity (edge-aware smoothed where it was matched)
+    refined to sub-pixel by one cost fit at the input's resolution on the eyes' luminance
+    (subpixel.cost_fit), then smoothed edge-aware; (disparity, sigma in pixels).
 
     `radius` and `smooth_radius` are pixels of a 2048-wide eye, scaled to the input's width (the
     same angles), never below their value."""
     from .subpixel import cost_fit, prepare_eye
 
     scale = max(1.0, left_rgb.shape[1] / 2048)
-    smooth = max(1, round(smooth_radius * scale))
-    start = _edge_aware_smooth(left_rgb, disparity, smooth, eps, wrap)
-    fit = cost_fit(prepare_eye(left_rgb), prepare_eye(right_rgb), start, wrap=wrap, radius=max(1, round(radius * scale)))
-    return _edge_aware_smooth(left_rgb, fit.disparity, smooth, eps, wrap), fit.sigma
+    left_gray = _gray(left_rgb)
+    fit = cost_fit(prepare_eye(left_gray), prepare_eye(_gray(right_rgb)), disparity, wrap=wrap,
+                   radius=max(1, round(radius * scale)))
+    smoother = _EdgeAwareSmoother(left_gray, max(1, round(smooth_radius * scale)), eps, wrap)
+    return smoother(fit.disparity), fit.sigma
 
 
 def _upsample(image: np.ndarray, width: int, height: int, wrap: bool) -> np.ndarray:

@@ -46,15 +46,12 @@ class CostFit:
 
 
 def prepare_eye(image: np.ndarray) -> np.ndarray:
-    """float32 [H, W, C] of an eye in 0..1: 3x3 median (on 8-bit levels), then a light blur."""
+    """float32 [H, W, C] of an eye in 0..1: 3x3 median, then a light blur."""
     import cv2
 
-    image = np.asarray(image, np.float32)
-    if image.ndim == 2:
-        image = image[..., None]
-    levels = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
-    filtered = cv2.medianBlur(levels, 3) if levels.shape[2] in (1, 3, 4) else levels
-    blurred = cv2.GaussianBlur(filtered.astype(np.float32) * np.float32(1 / 255), (0, 0), BLUR_SIGMA)
+    image = np.ascontiguousarray(image, np.float32)
+    filtered = cv2.medianBlur(image, 3) if image.ndim == 2 or image.shape[2] in (1, 3, 4) else image
+    blurred = cv2.GaussianBlur(filtered, (0, 0), BLUR_SIGMA)
     return blurred if blurred.ndim == 3 else blurred[..., None]
 
 
@@ -87,7 +84,8 @@ def cost_fit(left: np.ndarray, right: np.ndarray, disparity: np.ndarray, *, wrap
         warped = cv2.remap(padded, np.ascontiguousarray(columns - np.float32(offset)), rows, cv2.INTER_CUBIC,
                            borderMode=cv2.BORDER_REPLICATE).reshape(height, width, channels)
         difference = left - warped
-        costs.append(_box(np.einsum("hwc,hwc->hw", difference, difference), radius))
+        squared = difference[..., 0] ** 2 if channels == 1 else np.einsum("hwc,hwc->hw", difference, difference)
+        costs.append(_box(squared, radius))
     before, centre, after = costs
     curvature = before - 2 * centre + after
     with np.errstate(divide="ignore", invalid="ignore"):

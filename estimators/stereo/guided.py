@@ -270,18 +270,21 @@ def fuse_left_eye(left: np.ndarray, estimator, *, vr180: bool, views="cube",
 def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
                     ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                     min_distance: float = 0.5, max_distance: float = 100.0, check_eye_order: bool = True,
-                    grid: tuple[int, int] | None = None, **fusion_options) -> GuidedDepth:
+                    grid: tuple[int, int] | None = None, stereo=None, **fusion_options) -> GuidedDepth:
     """Stereo-guided depth of the left eye of a 360 ODS pair (each eye H x 2H) or, with `vr180`,
     of a VR180 pair (each eye W x W): the stereo (matching / vr180), the `estimator`'s fused
     disparity of the left eye (any estimator of DESIGN.md's protocol; `views` and
-    `fusion_options` as panorama.fusion.estimate_equirect), and the field between them."""
+    `fusion_options` as panorama.fusion.estimate_equirect), and the field between them.
+    `stereo`: the pair's StereoDepth when it is already known (it is not matched again)."""
     import time
 
     from .matching import estimate_stereo_equirect, to_float_rgb
     from .vr180 import estimate_stereo_vr180
 
     started = time.perf_counter()
-    if vr180:
+    if stereo is not None:
+        pass
+    elif vr180:
         stereo = estimate_stereo_vr180(left, right, ipd=ipd, min_distance=min_distance, max_distance=max_distance,
                                        check_eye_order=check_eye_order)
     else:

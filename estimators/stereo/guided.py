@@ -184,6 +184,8 @@ def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarra
 
 # --- the whole path: stereo, the network fused on the left eye, the field ---------------------------------
 
+# The stereo of the guided path matches at most this wide (a 360 eye; a VR180 eye: half its angle).
+STEREO_WIDTH = 1024
 # Stereo pixels within this many pixels of a depth edge (of the network or the stereo) are left
 # out of the fit: both put edges a pixel or two apart.
 EDGE_MARGIN_PX = 3
@@ -231,17 +233,39 @@ def stereo_weight(stereo, relative: np.ndarray, seen: np.ndarray) -> np.ndarray:
     return np.where(usable, np.maximum(stereo.confidence, 0.05), 0.0).astype(np.float32)
 
 
+def _resized(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    import cv2
+
+    if image.shape[:2] == shape:
+        return image
+    if nearest:
+        return cv2.resize(image.astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(image.astype(np.float32), shape[::-1], interpolation=cv2.INTER_AREA)
+
+
 def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wrap: bool,
           max_distance: float, grid: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, MetricField]:
-    """(metric inverse distance, mask, field) of a fused relative disparity given the stereo.
+    """(metric inverse distance, mask, field) of a fused relative disparity given the stereo (which
+    may be smaller: the field is fitted at the stereo's size and applied at the network's).
 
     The mask is every seen pixel that is not sky and maps to a distance under `max_distance`."""
-    weight = stereo_weight(stereo, relative, seen & ~sky)
-    field = fit_metric_field(relative, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
+    shape = stereo.distance.shape
+    small = _resized(np.where(seen, relative, 0.0), shape)
+    weight = stereo_weight(stereo, small, _resized(seen & ~sky, shape, nearest=True))
+    field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
                              grid=grid or (GRID_360 if wrap else GRID_180))
     metric = field.apply(np.where(seen, relative, 0.0))
     mask = seen & ~sky & np.isfinite(metric) & (metric > 1.0 / max_distance)
     return np.where(mask, metric, 0.0).astype(np.float32), mask, field
+
+
+def _shrunk(image: np.ndarray, width: int | None) -> np.ndarray:
+    import cv2
+
+    if not width or image.shape[1] <= width:
+        return image
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (int(width), height), interpolation=cv2.INTER_AREA)
 
 
 def _embed_half(eye: np.ndarray) -> np.ndarray:
@@ -270,26 +294,29 @@ def fuse_left_eye(left: np.ndarray, estimator, *, vr180: bool, views="cube",
 def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
                     ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                     min_distance: float = 0.5, max_distance: float = 100.0, check_eye_order: bool = True,
-                    grid: tuple[int, int] | None = None, stereo=None, **fusion_options) -> GuidedDepth:
+                    grid: tuple[int, int] | None = None, stereo=None, stereo_width: int | None = STEREO_WIDTH,
+                    **fusion_options) -> GuidedDepth:
     """Stereo-guided depth of the left eye of a 360 ODS pair (each eye H x 2H) or, with `vr180`,
     of a VR180 pair (each eye W x W): the stereo (matching / vr180), the `estimator`'s fused
     disparity of the left eye (any estimator of DESIGN.md's protocol; `views` and
     `fusion_options` as panorama.fusion.estimate_equirect), and the field between them.
-    `stereo`: the pair's StereoDepth when it is already known (it is not matched again)."""
+    `stereo`: the pair's StereoDepth when it is already known (it is not matched again);
+    `stereo_width`: the stereo matches eyes area-downscaled to at most this width (the field is
+    smooth: it needs the stereo's scale, not its detail), None for the eyes' own width."""
     import time
 
     from .matching import estimate_stereo_equirect, to_float_rgb
     from .vr180 import estimate_stereo_vr180
 
     started = time.perf_counter()
-    if stereo is not None:
-        pass
-    elif vr180:
-        stereo = estimate_stereo_vr180(left, right, ipd=ipd, min_distance=min_distance, max_distance=max_distance,
-                                       check_eye_order=check_eye_order)
-    else:
-        stereo = estimate_stereo_equirect(left, right, ipd=ipd, pole_merge=pole_merge, min_distance=min_distance,
-                                          max_distance=max_distance, check_eye_order=check_eye_order)
+    if stereo is None:
+        small_left, small_right = (_shrunk(to_float_rgb(eye, name), stereo_width)
+                                   for eye, name in ((left, "left eye"), (right, "right eye")))
+        common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, check_eye_order=check_eye_order)
+        if vr180:
+            stereo = estimate_stereo_vr180(small_left, small_right, **common)
+        else:
+            stereo = estimate_stereo_equirect(small_left, small_right, pole_merge=pole_merge, **common)
     matched = time.perf_counter()
     left_rgb = np.clip(to_float_rgb(left, "left eye"), 0.0, 1.0)
     relative, seen, sky, timings = fuse_left_eye(left_rgb, estimator, vr180=vr180, views=views, **fusion_options)

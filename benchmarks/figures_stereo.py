@@ -27,6 +27,7 @@ from depth360.estimators.stereo.guided import _embed_half, estimate_guided  # no
 from depth360.estimators.stereo.matching import estimate_stereo_equirect  # noqa: E402
 from depth360.estimators.stereo.vr180 import estimate_stereo_vr180  # noqa: E402
 from tests.engine.test_fusion_oracle import OracleEstimator  # noqa: E402
+from tests.engine.test_outdoor import SkyOracle  # noqa: E402
 from tests.engine.test_stereo_guided import guided_figures  # noqa: E402
 from tests.engine.test_stereo_rooms import describe, figures, room_size  # noqa: E402
 from tests.groundtruth import render_stereo, render_vr180  # noqa: E402
@@ -55,12 +56,13 @@ def stereo_rows(name: str, pair) -> None:
         print(f"    AbsRel by latitude: {latitude_bands(result.distance, result.mask, truth)}")
 
 
-def guided_rows(name: str, pair) -> None:
+def guided_rows(name: str, pair, outdoor: bool = False) -> None:
     truth = np.asarray(pair.left_distance)
     stereo = estimate_stereo_equirect(pair.left_rgb, pair.right_rgb)
     alone = guided_figures(stereo.distance, stereo.mask, truth)
+    oracle = SkyOracle if outdoor else OracleEstimator  # outdoors the sky is the view's shift, as a network's
     for ramp in (0.0, 0.1):
-        result = estimate_guided(pair.left_rgb, pair.right_rgb, OracleEstimator(truth, seed=11, ramp=ramp))
+        result = estimate_guided(pair.left_rgb, pair.right_rgb, oracle(truth, seed=11, ramp=ramp))
         guided = guided_figures(result.distance, result.mask, truth)
         print(f"  guided, oracle {'+-10% ramp' if ramp else 'affine   '}: AbsRel {guided['band']:.2%} (+-60 deg, "
               f"<= 20 m), {guided['finite']:.2%} (every finite pixel), coverage {guided['coverage']:.1%}; stereo "
@@ -83,8 +85,8 @@ def main() -> None:
         pair = render_stereo(scene, 2048, 8, ipd=0.064, pole_merge=(60.0, 75.0), **params)
         print(name)
         stereo_rows(name, pair)
-        if not args.skip_guided and scene != "outdoor":
-            guided_rows(name, pair)
+        if not args.skip_guided:
+            guided_rows(name, pair, outdoor=scene == "outdoor")
     if not args.skip_vr180:
         pair = render_vr180("room_random", 1024, 8, seed=0)
         truth = np.asarray(pair.left_distance)

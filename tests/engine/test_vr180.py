@@ -100,13 +100,13 @@ def test_vr180_stereo_guided_with_the_oracle(tmp_path):
     from depth360.estimators.stereo.guided import _embed_half, estimate_guided
     from tests.engine.test_fusion_oracle import OracleEstimator
 
-    rendered = pair(512, 8)
+    rendered = pair()
     truth = np.asarray(rendered.left_distance)
     oracle = OracleEstimator(_embed_half(truth[..., None])[..., 0], seed=5, ramp=0.1)  # the network sees the embedded eye
     result = estimate_guided(rendered.left_rgb, rendered.right_rgb, oracle, vr180=True)
     guided = figures(result.distance, result.mask, truth, band_deg=90.0, max_distance=20.0)
     stereo = figures(result.stereo.distance, result.stereo.mask, truth, band_deg=90.0, max_distance=20.0)
-    print(f"\nVR180 guided, 512 per eye, +-10% ramp oracle: AbsRel {guided['absrel']:.2%}, coverage "
+    print(f"\nVR180 guided, {WIDTH} per eye, +-10% ramp oracle: AbsRel {guided['absrel']:.2%}, coverage "
           f"{guided['coverage']:.1%} (stereo alone {stereo['absrel']:.2%}, {stereo['coverage']:.1%})")
     assert result.distance.shape == truth.shape and guided["coverage"] == 1.0 and guided["absrel"] <= 0.02
 

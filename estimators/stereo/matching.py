@@ -397,19 +397,32 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     inner = slice(pad, pad + gray_left.shape[1])
     disparity, agree, confidence = disparity[:, inner], agree[:, inner], confidence[:, inner]
 
-    sigma = None
+    matched = DisparityMap(disparity, agree, confidence.astype(np.float32))
+    return _to_full_size(matched, small_left, left_rgb, right_rgb, wrap=wrap, refine_radius=refine_radius,
+                         smooth_radius=smooth_radius, eps=median_eps)
+
+
+def _to_full_size(matched: DisparityMap, small_left: np.ndarray, left_rgb: np.ndarray, right_rgb: np.ndarray, *,
+                  wrap: bool, refine_radius: int | None, smooth_radius: int, eps: float) -> DisparityMap:
+    """The match at the input's size: upsampled (if it was matched smaller) and, with `refine_radius`,
+    smoothed where it was matched and refined at full resolution; else smoothed edge-aware."""
+    import cv2
+
+    height, width = left_rgb.shape[:2]
+    disparity, agree, confidence, sigma = matched.disparity, matched.mask, matched.confidence, None
+    factor = width / disparity.shape[1]
     if refine_radius:  # the start of the sub-pixel pass: smooth, at the matched size
-        disparity = _edge_aware_smooth(small_left, disparity, smooth_radius, median_eps, wrap)
-    if factor != 1.0:
-        disparity = _upsample(disparity, width, height, wrap) * np.float32(width / disparity.shape[1])
+        disparity = _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap)
+    if disparity.shape[1] != width:
+        disparity = _upsample(disparity, width, height, wrap) * np.float32(factor)
         size = (width, height)
         agree = cv2.resize(agree.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
         confidence = cv2.resize(confidence.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
     if refine_radius:
         disparity, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
-                                                  smooth_radius=smooth_radius, eps=median_eps)
+                                                  smooth_radius=smooth_radius, eps=eps)
     elif factor != 1.0:
-        disparity = _edge_aware_smooth(left_rgb, disparity, max(2, round(factor)), median_eps, wrap)
+        disparity = _edge_aware_smooth(left_rgb, disparity, max(2, round(factor)), eps, wrap)
     return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32), sigma)
 
 

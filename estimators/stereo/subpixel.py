@@ -76,22 +76,25 @@ def cost_fit(left: np.ndarray, right: np.ndarray, disparity: np.ndarray, *, wrap
         raise ValueError(f"eyes {left.shape[:2]} and {right.shape[:2]} must have the disparity's size {disparity.shape}")
     pad = int(np.ceil(np.abs(disparity).max(initial=0.0))) + 4
     padded = np.pad(right, ((0, 0), (pad, pad), (0, 0)), mode="wrap" if wrap else "edge")
-    columns = np.arange(width, dtype=np.float32)[None, :] + np.float32(pad) - disparity
+    columns = np.ascontiguousarray(np.arange(width, dtype=np.float32)[None, :] + np.float32(pad) - disparity)
     rows = np.ascontiguousarray(np.broadcast_to(np.arange(height, dtype=np.float32)[:, None], (height, width)))
     channels = left.shape[2]
     costs = []
     for offset in (-1, 0, 1):
-        warped = cv2.remap(padded, np.ascontiguousarray(columns - np.float32(offset)), rows, cv2.INTER_CUBIC,
-                           borderMode=cv2.BORDER_REPLICATE).reshape(height, width, channels)
-        difference = left - warped
-        squared = difference[..., 0] ** 2 if channels == 1 else np.einsum("hwc,hwc->hw", difference, difference)
-        costs.append(_box(squared, radius))
+        map_x = columns - np.float32(offset) if offset else columns
+        warped = cv2.remap(padded, map_x, rows, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
+        difference = cv2.subtract(left if channels > 1 else left[..., 0], warped)
+        squared = cv2.multiply(difference, difference)
+        costs.append(_box(squared if channels == 1 else squared.sum(axis=2), radius))
     before, centre, after = costs
-    curvature = before - 2 * centre + after
-    with np.errstate(divide="ignore", invalid="ignore"):
-        correction = np.where(curvature > 1e-12, (before - after) / (2 * curvature), 0.0)
-        samples = INDEPENDENT_SHARE * (2 * radius + 1) ** 2 * channels
-        sigma = np.sqrt(np.maximum(2 * np.minimum(centre, np.minimum(before, after)), 0.0) / (samples * curvature))
-    sigma = np.where(curvature > 1e-12, sigma, np.inf).astype(np.float32)
-    refined = disparity + np.clip(correction, -1.0, 1.0).astype(np.float32)
+    curvature = cv2.subtract(cv2.add(before, after), 2 * centre)
+    curved = curvature > 1e-12
+    safe = np.where(curved, curvature, np.float32(1.0))
+    correction = np.clip(cv2.divide(cv2.subtract(before, after), 2 * safe), -1.0, 1.0)
+    samples = np.float32(INDEPENDENT_SHARE * (2 * radius + 1) ** 2 * channels)
+    floor = np.maximum(2 * np.minimum(centre, np.minimum(before, after)), 0.0)
+    sigma = cv2.sqrt(cv2.divide(floor, samples * safe))
+    sigma[~curved] = np.inf
+    correction[~curved] = 0.0
+    refined = cv2.add(disparity, correction)
     return CostFit(refined.astype(np.float32), sigma)

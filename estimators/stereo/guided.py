@@ -22,6 +22,7 @@ network's own mistakes at object edges do not bend the field.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,6 +36,12 @@ GRID_180 = (11, 11)
 MAX_SAMPLES = 120_000
 # Robust scale floor of the relative residuals (stereo noise is rarely below this).
 SIGMA_FLOOR = 0.01
+# Fewer confident stereo pixels than this give no scale (an all-sky or textureless frame).
+MIN_SAMPLES = 64
+
+
+class NoStereoScale(ValueError):
+    """The stereo has too few confident pixels to give the network its metric scale."""
 
 
 @dataclass(frozen=True)
@@ -57,12 +64,14 @@ class MetricField:
 
     def apply(self, relative: np.ndarray) -> np.ndarray:
         """Metric inverse distance (1/m, float32 [H, W]) of a relative disparity map."""
+        import cv2
+
         height, width = relative.shape
-        rows, cols = _interpolation(height, self.scale.shape[0], False), _interpolation(
-            width, self.scale.shape[1], self.wrap)
-        scale = rows @ self.scale @ cols.T
-        shift = rows @ self.shift @ cols.T
-        return (scale * (np.asarray(relative, np.float64) / self.reference) + shift).astype(np.float32)
+        rows = _interpolation(height, self.scale.shape[0], False).astype(np.float32)
+        cols = _interpolation(width, self.scale.shape[1], self.wrap).astype(np.float32).T
+        scale = rows @ (self.scale / self.reference).astype(np.float32) @ cols
+        shift = rows @ self.shift.astype(np.float32) @ cols
+        return cv2.add(cv2.multiply(scale, np.asarray(relative, np.float32)), shift)
 
 
 def _positions(n: int, g: int, wrap: bool) -> np.ndarray:
@@ -142,8 +151,9 @@ def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarra
     """
     relative = np.asarray(relative, np.float64)
     rows, cols = _samples(relative, metric, weight, MAX_SAMPLES)
-    if rows.size < 16:
-        raise ValueError(f"stereo-guided depth needs confident stereo pixels; only {rows.size} usable")
+    if rows.size < MIN_SAMPLES:
+        raise NoStereoScale(f"the stereo is confident on {rows.size} pixels, too few to give the network its "
+                            "metric scale")
     height, width = relative.shape
     reference = float(np.median(relative[rows, cols]))
     reference = reference if reference > 0 else float(np.abs(relative[rows, cols]).max() or 1.0)
@@ -199,7 +209,8 @@ class GuidedDepth:
     `disparity`: float32 [H, W] metric inverse distance (1/m), 0 off the mask; `distance`:
     metres, `max_distance` off the mask; `mask`: every pixel the network saw that is not sky
     (nor beyond `max_distance`); `sky`: the pixels at infinity; `stereo`: the stereo alone;
-    `relative`: the network's fused disparity; `field`: the fit; `timings`: seconds per stage.
+    `relative`: the network's fused disparity; `field`: the fit (None when the stereo had too few
+    confident pixels: then nothing is on the mask); `timings`: seconds per stage.
     """
 
     disparity: np.ndarray
@@ -208,7 +219,7 @@ class GuidedDepth:
     sky: np.ndarray
     stereo: object
     relative: np.ndarray
-    field: MetricField
+    field: MetricField | None
     timings: dict
 
 
@@ -250,13 +261,20 @@ def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wr
 
     The mask is every seen pixel that is not sky and maps to a distance under `max_distance`."""
     shape = stereo.distance.shape
-    small = _resized(np.where(seen, relative, 0.0), shape)
-    weight = stereo_weight(stereo, small, _resized(seen & ~sky, shape, nearest=True))
-    field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
-                             grid=grid or (GRID_360 if wrap else GRID_180))
-    metric = field.apply(np.where(seen, relative, 0.0))
-    mask = seen & ~sky & np.isfinite(metric) & (metric > 1.0 / max_distance)
-    return np.where(mask, metric, 0.0).astype(np.float32), mask, field
+    small_seen = _resized(seen & ~sky, shape, nearest=True)
+    small = np.where(small_seen, _resized(np.nan_to_num(relative), shape), 0.0)
+    weight = stereo_weight(stereo, small, small_seen)
+    try:
+        field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
+                                 grid=grid or (GRID_360 if wrap else GRID_180))
+    except NoStereoScale as error:
+        warnings.warn(f"{error}: nothing has a metric distance, written at the far distance with mask 0",
+                      stacklevel=2)
+        return np.zeros(relative.shape, np.float32), np.zeros(relative.shape, bool), None
+    metric = field.apply(relative)
+    mask = seen & ~sky & (metric > np.float32(1.0 / max_distance))  # NaN compares False
+    metric[~mask] = 0.0
+    return metric, mask, field
 
 
 def _shrunk(image: np.ndarray, width: int | None) -> np.ndarray:

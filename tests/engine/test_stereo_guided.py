@@ -95,3 +95,36 @@ def test_depth_anything_v2_small_guided_runs_on_a_still_and_a_clip(tmp_path, sma
     sidecar = json.loads((out / "clip" / "clip.json").read_text())
     assert sidecar["model"]["adapter"] == "stereo-guided network" and sidecar["model"]["kind"] == "metric-distance"
     assert sidecar["stereo"]["layout"] == "top-bottom" and sidecar["status"] == "complete"
+
+
+def test_a_pair_without_measurable_stereo_is_written_far_with_a_warning(tmp_path):
+    """A clear sky seen by both eyes (a gradient, slightly different per eye: not one picture): the
+    stereo measures nothing, so nothing gets a metric distance; a warning, valid files, exit 0."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    rows = np.linspace(0.0, 1.0, 64)[:, None, None]
+    sky = (1 - rows) * np.array([0.2, 0.4, 0.9]) + rows * np.array([0.8, 0.85, 0.95])
+    left = np.broadcast_to(sky, (64, 128, 3))
+    right = np.clip(left + np.random.default_rng(3).normal(0, 0.01, left.shape), 0, 1)
+    path = _png(tmp_path / "sky.png", np.concatenate([left, right], axis=0))
+    plugin = tmp_path / "model.py"
+    plugin.write_text(textwrap.dedent("""
+        import numpy as np
+        class Model:
+            kind = "relative-disparity"
+            def predict(self, images, rays):
+                return np.full(images.shape[:3], 0.3, np.float32)
+        def make():
+            return Model()
+    """))
+    depth360 = Path(sys.executable).with_name("depth360")
+    result = subprocess.run([str(depth360), "estimate", str(path), "-o", str(tmp_path / "out"), "--layout", "top-bottom",
+                             "--model", f"python:{plugin}:make", "--save", "distance,disparity,mask"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "Traceback" not in result.stderr
+    assert np.all(read_exr(tmp_path / "out" / "sky.mask.exr") == 0.0)
+    assert np.all(read_exr(tmp_path / "out" / "sky.distance.exr") == 100.0)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import bpy
 
-from .depth_mesh import ensure_panoramic_camera
+from .depth_mesh import ensure_panoramic_camera, field_of_view, set_field_of_view
 from .image_data import CompositingInputError, load_plate_and_depth, sync_image_user
 
 TREE_NAME = "Depth360 Compositing"
@@ -172,9 +172,12 @@ def _prepare_scene(scene: bpy.types.Scene, plate) -> None:
     scene.view_settings.exposure = 0.0
     scene.view_settings.gamma = 1.0
     camera = scene.camera
+    field = field_of_view(plate.height, plate.width)
     if camera is None or camera.type != "CAMERA" or camera.data.type != "PANO" \
             or camera.data.panorama_type != "EQUIRECTANGULAR":
-        ensure_panoramic_camera(scene, (0.0, 0.0, 0.0))
+        ensure_panoramic_camera(scene, (0.0, 0.0, 0.0), field)
+    else:  # the plate's field: VR180 (square) limits the camera to the half sphere in front
+        set_field_of_view(camera.data, field)
 
 
 def build_compositor(
@@ -196,8 +199,9 @@ def build_compositor(
     camera's depth of field) with `fstop`. Also sets what the tree needs: Cycles, a
     transparent film, the Depth and Shadow Catcher passes, the Standard view transform,
     the render size of the plate, and a panoramic equirect camera (the scene camera if
-    it is one, else "Depth360 Camera" at the origin). Raises CompositingInputError
-    (a ValueError) before changing anything.
+    it is one, else "Depth360 Camera" at the origin) over the plate's field: 360, or 180
+    degrees for a square VR180 plate. Raises CompositingInputError (a ValueError) before
+    changing anything.
     """
     _check_options(near, far, focus_distance, fstop)
     scene = scene or bpy.context.scene

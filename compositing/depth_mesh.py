@@ -17,6 +17,12 @@ maps without mirroring. Two methods:
 
 The object sits at `location` (the camera centre); a panoramic camera named
 "Depth360 Camera" is created or reused there and made the scene camera.
+
+VR180 footage (DESIGN.md: each eye a half equirect, 180 x 180 degrees, square, centre along
++X) is recognised by its square depth: the mesh is then the half sphere in front, a
+``rows x cols`` grid with no wrap and no pole vertices, and the camera is Blender's
+equirect camera limited to longitude and latitude +-90 degrees (`field_of_view`). Its
+depth belongs to the left eye: put `location` at the left eye.
 """
 
 from __future__ import annotations
@@ -41,6 +47,14 @@ from .scene_transaction import scene_transaction
 CAMERA_NAME = "Depth360 Camera"
 CAMERA_ROTATION = (math.pi / 2, 0.0, -math.pi / 2)  # DESIGN.md: equirect world frame
 DEFAULT_RESOLUTION = (256, 512)
+
+
+FIELDS = ("360", "180")
+
+
+def field_of_view(height: int, width: int) -> str:
+    """"180" for a VR180 half equirect (square), else "360" (an equirect image, W = 2H)."""
+    return "180" if width == height else "360"
 
 
 def grid_pixels(height: int, width: int, rows: int, cols: int) -> tuple[np.ndarray, np.ndarray]:
@@ -87,16 +101,33 @@ def grid_faces(rows: int, cols: int, *, inward: bool = True) -> tuple[np.ndarray
     return index, corners_rc, sizes
 
 
-def _vertex_rays(height: int, width: int, rows: int, cols: int) -> np.ndarray:
+def grid_faces_180(rows: int, cols: int, *, inward: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Faces of the half-sphere grid of VR180 (no wrap, no poles), as `grid_faces` gives them."""
+    r, c = np.meshgrid(np.arange(rows - 1), np.arange(cols - 1), indexing="ij")
+    r, c = r.ravel(), c.ravel()
+    corners_rc = np.stack(
+        [np.stack([r, c], -1), np.stack([r + 1, c], -1),
+         np.stack([r + 1, c + 1], -1), np.stack([r, c + 1], -1)], axis=1,
+    )
+    if not inward:
+        corners_rc = corners_rc[:, ::-1]
+    index = corners_rc[..., 0] * cols + corners_rc[..., 1]
+    return index, corners_rc, np.full(len(corners_rc), 4)
+
+
+def _vertex_rays(height: int, width: int, rows: int, cols: int, field: str = "360") -> np.ndarray:
     pixel_rows, pixel_cols = grid_pixels(height, width, rows, cols)
+    if field == "180":  # the middle half of a 2W-wide equirect: the same rays
+        rays = equirect.ray_directions(height, 2 * width)[pixel_rows][:, pixel_cols + width // 2]
+        return rays.reshape(-1, 3).astype(np.float32)
     rays = equirect.ray_directions(height, width)[pixel_rows][:, pixel_cols].reshape(-1, 3)
     poles = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]], dtype=np.float32)
     return np.concatenate([rays, poles]).astype(np.float32)
 
 
-def _corner_uvs(corners_rc, height, width, rows, cols) -> np.ndarray:
+def _corner_uvs(corners_rc, height, width, rows, cols, wrap: bool = True) -> np.ndarray:
     pixel_rows, pixel_cols = grid_pixels(height, width, rows, cols)
-    u_of_col = np.append(pixel_cols + 0.5, pixel_cols[0] + 0.5 + width) / width
+    u_of_col = np.append(pixel_cols + 0.5, pixel_cols[0] + 0.5 + (width if wrap else 0)) / width
     v_of_row = 1.0 - (pixel_rows + 0.5) / height
     ring, meridian = corners_rc[..., 0], corners_rc[..., 1]
     u = u_of_col[meridian]
@@ -133,8 +164,8 @@ def mask_path(depth_path: Path) -> Path:
     return depth_path.with_name(name.replace("distance", "mask", 1))
 
 
-def _infinite_vertices(footage, frame: int, shape, pixel_rows, pixel_cols) -> np.ndarray | None:
-    """Per vertex (poles last): off the engine's mask (sky, unseen); None without a mask file."""
+def _infinite_vertices(footage, frame: int, shape, pixel_rows, pixel_cols, field: str = "360") -> np.ndarray | None:
+    """Per vertex (360: poles last): off the engine's mask (sky, unseen); None without a mask file."""
     from .image_data import Footage
 
     path = mask_path(footage.frame_path(frame))
@@ -144,6 +175,8 @@ def _infinite_vertices(footage, frame: int, shape, pixel_rows, pixel_cols) -> np
     if mask.shape != shape:
         return None
     grid = mask[pixel_rows][:, pixel_cols] < 0.5
+    if field == "180":
+        return grid.ravel()
     return np.concatenate([grid.ravel(), [grid[0].mean() > 0.5, grid[-1].mean() > 0.5]])
 
 
@@ -166,8 +199,20 @@ def _new_mesh(name, positions, index, sizes, uvs) -> bpy.types.Mesh:
     return mesh
 
 
-def ensure_panoramic_camera(scene: bpy.types.Scene, location) -> bpy.types.Object:
-    """The "Depth360 Camera" (created if missing): equirect panoramic, at `location`, the scene camera."""
+def set_field_of_view(camera_data: bpy.types.Camera, field: str = "360") -> None:
+    """Limit an equirect panoramic camera to the half sphere in front ("180": longitude and latitude
+    +-90 degrees, VR180) or open it to the whole sphere ("360")."""
+    if field not in FIELDS:
+        raise CompositingInputError(f"field of view must be one of {', '.join(FIELDS)}, got {field!r}")
+    half = math.pi / 2
+    longitude = half if field == "180" else math.pi
+    camera_data.longitude_min, camera_data.longitude_max = -longitude, longitude
+    camera_data.latitude_min, camera_data.latitude_max = -half, half
+
+
+def ensure_panoramic_camera(scene: bpy.types.Scene, location, field: str = "360") -> bpy.types.Object:
+    """The "Depth360 Camera" (created if missing): equirect panoramic over `field` ("360", or "180"
+    for VR180), at `location`, the scene camera."""
     camera = bpy.data.objects.get(CAMERA_NAME)
     if camera is None or camera.type != "CAMERA":
         camera = bpy.data.objects.new(CAMERA_NAME, bpy.data.cameras.new(CAMERA_NAME))
@@ -175,6 +220,7 @@ def ensure_panoramic_camera(scene: bpy.types.Scene, location) -> bpy.types.Objec
         scene.collection.objects.link(camera)
     camera.data.type = "PANO"
     camera.data.panorama_type = "EQUIRECTANGULAR"
+    set_field_of_view(camera.data, field)
     camera.location = location
     camera.rotation_mode = "XYZ"
     camera.rotation_euler = CAMERA_ROTATION
@@ -202,7 +248,9 @@ def build_mesh(
     min(depth size, 256 x 512)). `discontinuity`: faces whose corner distances differ by
     more than this fraction are removed (None: keep all; "vertices" only). `frame`: which
     frame of a depth sequence the "vertices" method bakes (default: the scene's current
-    frame). Raises CompositingInputError (a ValueError) and leaves the scene as it was.
+    frame). A square depth is VR180: the mesh covers the half sphere in front and the camera
+    is limited to 180 degrees. Raises CompositingInputError (a ValueError) and leaves the
+    scene as it was.
     """
     if method not in ("vertices", "displace"):
         raise CompositingInputError(f"method must be 'vertices' or 'displace', got {method!r}")
@@ -217,6 +265,7 @@ def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, meth
                 midlevel, location, frame, scene) -> bpy.types.Object:
     plate, depth = load_plate_and_depth(image_path, depth_path)
     depth_w, depth_h = depth.width, depth.height
+    field = field_of_view(depth_h, depth_w)
     rows, cols = resolution or (min(DEFAULT_RESOLUTION[0], depth_h), min(DEFAULT_RESOLUTION[1], depth_w))
     if not (2 <= rows <= depth_h and 3 <= cols <= depth_w):
         raise CompositingInputError(
@@ -225,16 +274,18 @@ def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, meth
     distance = infinite = None
     if method == "vertices":
         number = scene.frame_current if frame is None else frame
-        field = read_depth_frame(depth.footage, number)
-        if not np.isfinite(field).all() or (field <= 0).any():
+        values = read_depth_frame(depth.footage, number)
+        if not np.isfinite(values).all() or (values <= 0).any():
             raise CompositingInputError(f"{depth.footage.path}: depth holds non-finite or non-positive values")
         pixel_rows, pixel_cols = grid_pixels(depth_h, depth_w, rows, cols)
-        grid = field[pixel_rows][:, pixel_cols]
-        distance = np.concatenate([grid.ravel(), [np.median(grid[0]), np.median(grid[-1])]])
-        infinite = _infinite_vertices(depth.footage, number, field.shape, pixel_rows, pixel_cols)
+        grid = values[pixel_rows][:, pixel_cols]
+        distance = grid.ravel() if field == "180" else np.concatenate(
+            [grid.ravel(), [np.median(grid[0]), np.median(grid[-1])]])
+        infinite = _infinite_vertices(depth.footage, number, values.shape, pixel_rows, pixel_cols, field)
 
-    index, corners_rc, sizes = grid_faces(rows, cols, inward=method == "vertices")
-    rays = _vertex_rays(depth_h, depth_w, rows, cols)
+    faces = grid_faces_180 if field == "180" else grid_faces
+    index, corners_rc, sizes = faces(rows, cols, inward=method == "vertices")
+    rays = _vertex_rays(depth_h, depth_w, rows, cols, field)
     if method == "vertices":
         positions = rays * distance[:, None]
         keep = np.ones(len(sizes), bool)
@@ -245,7 +296,7 @@ def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, meth
         index, corners_rc, sizes = index[keep], corners_rc[keep], sizes[keep]
     else:
         positions = rays
-    uvs = _corner_uvs(corners_rc, depth_h, depth_w, rows, cols)
+    uvs = _corner_uvs(corners_rc, depth_h, depth_w, rows, cols, wrap=field == "360")
     mesh = _new_mesh(name, positions, index, sizes, uvs)
     mesh.materials.append(plate_material(f"{name} Plate", plate.image, plate.footage))
 
@@ -264,7 +315,7 @@ def _build_mesh(image_path, depth_path, *, name, resolution, discontinuity, meth
         modifier.direction = "NORMAL"
         modifier.strength = strength
         modifier.mid_level = midlevel
-    ensure_panoramic_camera(scene, obj.location)
+    ensure_panoramic_camera(scene, obj.location, field)
     return obj
 
 

@@ -9,6 +9,7 @@ LAYOUT_ITEMS = [
     ("mono", "Mono", "One equirectangular image per frame"),
     ("top-bottom", "Top-Bottom", "Stereo 360, left eye on top"),
     ("side-by-side", "Side-by-Side", "Stereo 360, left eye on the left"),
+    ("vr180", "VR180", "Stereo 180: two half-equirect eyes (180 x 180 degrees) side by side, left eye on the left"),
 ]
 
 VIEW_ITEMS = [

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--blend", metavar="FILE", help="open this .blend first (the bpy module; "
                         "in Blender give it to -b instead)")
     parser.add_argument("--model", help="model name, or python:FILE.py:FACTORY (default: the scene's)")
-    parser.add_argument("--layout", choices=("mono", "top-bottom", "side-by-side"), help="stereo layout")
+    parser.add_argument("--layout", choices=("mono", "top-bottom", "side-by-side", "vr180"),
+                        help="stereo layout (a network with a stereo layout: stereo-guided)")
     parser.add_argument("--views", choices=("cube", "ico", "equirect"), help="360 view layout")
     parser.add_argument("--near", type=float, metavar="M", help="distance of the nearest surface")
     parser.add_argument("--far", type=float, metavar="M", help="distance of the farthest surfaces")

@@ -57,15 +57,25 @@ the default --save writes disparity instead of distance.
 --projection equirect (default): 360 footage (width = 2 x height), seen through the
 --views layout (default cube), aligned and blended seam-free.
 
-stereo (--model stereo with --layout top-bottom, left eye on top, or side-by-side, left
-eye on the left): depth of the left eye (written as photo.left.png for a still), at the
-eye's size. 360 footage is omni-directional stereo (ODS, Blender's spherical stereo)
-with the eyes --ipd apart and --pole-merge angles; --near and --far bound the search
-(default 0.5 m to 100 m). Disparities under 1 px of the matched eye (matched at most
-2048 wide) cannot be measured: such far field and sky are off the mask, and a pair is
-refused only when its eyes are one picture (equal within one 8-bit level on 99.9% of
-the pixels). With --projection perspective the pair is a rectified photo
-pair: `disparity` is in pixels of the left eye; `distance` follows the relative rule.
+stereo (--model stereo with --layout top-bottom, left eye on top, side-by-side, left eye
+on the left, or vr180, two 180 x 180 degree half-equirect eyes side by side, left eye on
+the left): depth of the left eye (written as photo.left.png for a still), at the eye's
+size. 360 footage is omni-directional stereo (ODS, Blender's spherical stereo) with the
+eyes --ipd apart and --pole-merge angles; VR180 is two parallel eyes --ipd apart, its
+distance measured from the left eye. --near and --far bound the search (default 0.5 m to
+100 m). Matching runs at most 2048 wide, refined to sub-pixel at the input's width;
+disparities under 1 px of the matched eye cannot be measured, and pixels whose
+disparity is not known to a few percent (too little texture for how far they are) are
+off the mask with them; sky is off the mask too. A pair is refused only when its eyes
+are one picture (equal within one 8-bit level on 99.9% of the pixels). With
+--projection perspective the pair is a rectified photo pair: `disparity` is in pixels
+of the left eye; `distance` follows the relative rule.
+
+stereo-guided (a network or plug-in --model with a stereo --layout): the network's
+disparity of the left eye, fused over --views as for mono 360 footage, is mapped to the
+stereo's metres by a smooth scale and shift field fitted where the stereo is confident:
+dense metric distance with the network's edges, on every pixel but the sky (VR180: the
+180-degree field). `--model stereo` stays the pure stereo path.
 
 videos: depth is stabilised over time (--no-stabilise to turn it off). 360 videos and
 sequences also get a camera solve (--no-camera-solve to turn it off): each frame's
@@ -156,11 +166,14 @@ def _estimate_parser(commands) -> None:
         help="images, videos, image folders or printf patterns (shot/frame_%%05d.png)")
     add("-o", "--output", required=True, metavar="OUTDIR", help="output folder")
     add("--model", default=DEFAULT_MODEL, metavar="NAME",
-        help=f"model name (default {DEFAULT_MODEL}), stereo, or python:FILE.py:FACTORY for a plug-in")
+        help=f"model name (default {DEFAULT_MODEL}), stereo, or python:FILE.py:FACTORY for a plug-in; a "
+        "network or plug-in with a stereo --layout is stereo-guided")
     add("--models-dir", metavar="DIR", help="models folder (default $DEPTH360_MODELS, else the per-user data folder)")
     add("--projection", choices=("equirect", "perspective"), default="equirect",
         help="equirect: 360 footage (default); perspective: an ordinary photo")
-    add("--layout", choices=LAYOUTS, default="mono", help="stereo layout of the input (default mono)")
+    add("--layout", choices=LAYOUTS, default="mono",
+        help="stereo layout of the input (default mono): top-bottom and side-by-side 360 stereo, vr180 "
+        "(two 180-degree eyes side by side)")
     add("--ipd", type=_positive_float, default=DEFAULT_IPD, metavar="METRES",
         help=f"stereo baseline in metres (default {DEFAULT_IPD})")
     add("--pole-merge", type=_pole_merge, default=DEFAULT_POLE_MERGE, metavar="FROM,TO",

@@ -8,6 +8,9 @@ Each maps whole RGB frames to a `FramePrediction` (disparity and where it is val
   (panorama.fusion).
 - `StereoFrameEstimator`: a stereo frame (both eyes in one picture) through the stereo
   matcher; the depth belongs to the left eye (`depth_frame`).
+- `StereoGuidedFrameEstimator` (guided_estimator): a stereo frame through the stereo
+  matcher and a network fused on the left eye, the network's disparity mapped to the
+  stereo's metres (stereo.guided): dense metric depth with the network's edges.
 
 `build_frame_estimator(request, estimator)` picks the adapter a request asks for.
 """
@@ -24,6 +27,8 @@ import numpy as np
 from ..errors import BadInputError
 from ..models.plugins import ESTIMATOR_KINDS, is_metric
 from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
+
+STEREO_LAYOUTS = ("top-bottom", "side-by-side", "vr180")
 
 # A photo's field of view is unknown; plug-ins get pinhole rays of this one (recorded in the sidecar).
 PHOTO_FOV_DEG = 60.0
@@ -77,7 +82,7 @@ def photo_rays(height: int, width: int) -> np.ndarray:
     return View(look_at((1.0, 0.0, 0.0)), PHOTO_FOV_DEG, height, width).rays()
 
 
-def _check_kind(estimator) -> str:
+def check_kind(estimator) -> str:
     kind = getattr(estimator, "kind", None)
     if kind not in ESTIMATOR_KINDS:
         raise ValueError(f"estimator kind must be one of {', '.join(ESTIMATOR_KINDS)}, got {kind!r}")
@@ -106,7 +111,7 @@ class PlainFrameEstimator:
 
     def __init__(self, estimator, *, projection: Literal["equirect", "perspective"] = "equirect",
                  batch_size: int | None = None, working_height: int | None = None):
-        self.kind = _check_kind(estimator)
+        self.kind = check_kind(estimator)
         if projection not in ("equirect", "perspective"):
             raise ValueError(f"projection must be equirect or perspective, got {projection!r}")
         self.estimator = estimator
@@ -161,7 +166,7 @@ class FusionFrameEstimator:
     batch_size = 1
 
     def __init__(self, estimator, views="cube", **fusion_options):
-        kind = _check_kind(estimator)
+        kind = check_kind(estimator)
         self.kind = "metric-distance" if is_metric(kind) else kind  # fusion returns distance along the rays
         self.estimator = estimator
         self.views = views
@@ -194,10 +199,11 @@ class FusionFrameEstimator:
 class StereoFrameEstimator:
     """Stereo frames (both eyes in one picture) through the stereo matcher, one frame a call.
 
-    `layout`: "top-bottom" (left eye on top) or "side-by-side" (left eye on the left).
+    `layout`: "top-bottom" (left eye on top), "side-by-side" (left eye on the left) or "vr180"
+    (two square half-equirect eyes side by side, stereo.estimate_stereo_vr180).
     `projection` "equirect": omni-directional stereo (stereo.estimate_stereo_equirect with
-    `ipd`, `pole_merge` and the search range `min_distance`..`max_distance`); the kind is
-    metric-distance and the disparity handed on is 1/m. `projection` "perspective": a
+    `ipd`, `pole_merge` and the search range `min_distance`..`max_distance`) or VR180; the
+    kind is metric-distance and the disparity handed on is 1/m. `projection` "perspective": a
     rectified pair; the disparity is in pixels, which is inverse depth times focal length
     and baseline, so the kind is relative-disparity. The depth belongs to the left eye
     (`depth_frame`). The eye order is checked on the first frame only; `warn(message)`
@@ -210,10 +216,10 @@ class StereoFrameEstimator:
                  ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                  min_distance: float = STEREO_NEAR, max_distance: float = STEREO_FAR,
                  warn: Callable[[str], None] | None = None):
-        if layout not in ("top-bottom", "side-by-side"):
-            raise ValueError(f"layout must be 'top-bottom' or 'side-by-side', got {layout!r}")
-        if projection not in ("equirect", "perspective"):
-            raise ValueError(f"projection must be equirect or perspective, got {projection!r}")
+        if layout not in STEREO_LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(STEREO_LAYOUTS)}, got {layout!r}")
+        if projection not in ("equirect", "perspective") or (layout == "vr180" and projection != "equirect"):
+            raise ValueError(f"projection must be equirect (or perspective, not for vr180), got {projection!r}")
         self.layout = layout
         self.projection = projection
         self.kind = "metric-distance" if projection == "equirect" else "relative-disparity"
@@ -231,18 +237,26 @@ class StereoFrameEstimator:
 
     def eye_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) of one eye of a frame of this size; BadInputError if it does not split."""
-        try:
-            eye = self.depth_frame(np.broadcast_to(np.uint8(0), (height, width)))
-        except ValueError as error:
-            raise BadInputError(str(error)) from None
-        return eye.shape[1], eye.shape[0]
+        return stereo_eye_size(self.layout, width, height)
 
     def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
-        from ..stereo import estimate_stereo_equirect, estimate_stereo_perspective, split_stereo
+        from ..stereo import (
+            estimate_stereo_equirect,
+            estimate_stereo_perspective,
+            estimate_stereo_vr180,
+            split_stereo,
+        )
 
+        if self.projection == "equirect":
+            check_stereo_frame(self.layout, frame.shape[1], frame.shape[0])
         left, right = split_stereo(frame, self.layout)
         check = not self._checked_eye_order
-        if self.projection == "equirect":
+        if self.layout == "vr180":
+            depth = estimate_stereo_vr180(left, right, ipd=self.ipd, min_distance=self.min_distance,
+                                          max_distance=self.max_distance, check_eye_order=check)
+            inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
+            prediction = FramePrediction(inverse, depth.mask.copy())
+        elif self.projection == "equirect":
             depth = estimate_stereo_equirect(left, right, ipd=self.ipd, pole_merge=self.pole_merge,
                                              min_distance=self.min_distance, max_distance=self.max_distance,
                                              check_eye_order=check)
@@ -264,11 +278,7 @@ class StereoFrameEstimator:
                     results.append(self._estimate_one(frame))
                 except ValueError as error:  # split_stereo / check_stereo_pair: not a usable pair
                     raise BadInputError(f"stereo {self.layout} frame: {error}") from None
-            for warning in caught:
-                if self.warn is not None:
-                    self.warn(str(warning.message))
-                else:
-                    warnings.warn(warning.message, stacklevel=2)
+            pass_on_warnings(caught, self.warn)
         return results
 
     def describe(self) -> dict:
@@ -279,7 +289,9 @@ class StereoFrameEstimator:
         described = {"name": spec.name, "title": spec.title, "kind": self.kind, "license": spec.license,
                      "commercial_use": spec.commercial_use, "adapter": "stereo matching", "layout": self.layout,
                      "projection": self.projection, "eye": "left"}
-        if self.projection == "equirect":
+        if self.layout == "vr180":
+            described.update(vr180_description(self.ipd, self.min_distance, self.max_distance))
+        elif self.projection == "equirect":
             described.update(geometry="omni-directional stereo (ODS), parallel eyes", ipd=self.ipd,
                              pole_merge=list(self.pole_merge) if self.pole_merge else None,
                              min_distance=self.min_distance, max_distance=self.max_distance,
@@ -291,8 +303,68 @@ class StereoFrameEstimator:
         return described
 
 
+def pass_on_warnings(caught, warn: Callable[[str], None] | None) -> None:
+    for warning in caught:
+        if warn is not None:
+            warn(str(warning.message))
+        else:
+            warnings.warn(warning.message, stacklevel=3)
+
+
+def stereo_eye_size(layout: str, width: int, height: int) -> tuple[int, int]:
+    """(width, height) of one eye of a `layout` frame of this size; BadInputError if it does not split."""
+    from ..stereo import split_stereo
+
+    try:
+        eye = split_stereo(np.broadcast_to(np.uint8(0), (height, width)), layout)[0]
+    except ValueError as error:
+        raise BadInputError(str(error)) from None
+    return eye.shape[1], eye.shape[0]
+
+
+def check_stereo_frame(layout: str, width: int, height: int) -> None:
+    """BadInputError unless a `layout` frame of this size splits into two eyes of its shape (360:
+    2:1 each; vr180: square each); a frame whose eyes have another layout's shape is told which."""
+    from ..stereo import check_vr180_eye
+
+    eye_width, eye_height = stereo_eye_size(layout, width, height)
+    if layout == "vr180":
+        try:
+            check_vr180_eye(eye_width, eye_height)
+        except ValueError as error:
+            raise BadInputError(str(error)) from None
+        return
+    if eye_width == 2 * eye_height:
+        return
+    message = f"360 footage must be twice as wide as high, each eye is {eye_width}x{eye_height}"
+    if width == 2 * height:
+        message += "; the frame (two square eyes side by side) looks like VR180 180-degree stereo: give --layout vr180"
+    elif width == 4 * height and layout == "top-bottom":
+        message += "; the frame (two 2:1 eyes side by side) looks like --layout side-by-side"
+    elif width == height and layout == "side-by-side":
+        message += "; the frame (two 2:1 eyes one above the other) looks like --layout top-bottom"
+    else:
+        message += " (use --projection perspective for ordinary footage)"
+    raise BadInputError(message)
+
+
+def vr180_description(ipd: float, min_distance: float, max_distance: float) -> dict:
+    return dict(geometry="VR180: two parallel half-equirect eyes (180 x 180 degrees), the left eye at +Y ipd/2",
+                ipd=ipd, min_distance=min_distance, max_distance=max_distance,
+                distance="metres from the left eye's centre along each ray; off the mask, max_distance",
+                disparity="1 / distance (1/m); 0 off the mask")
+
+
 def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[str], None] | None = None):
     """The adapter `request` asks for, around `estimator` (None for the stereo matcher)."""
+    if request.guided:
+        from .guided_estimator import StereoGuidedFrameEstimator
+
+        near = request.near if request.near is not None else STEREO_NEAR
+        far = request.far if request.far is not None else STEREO_FAR
+        return StereoGuidedFrameEstimator(estimator, request.layout, views=request.views or "cube", ipd=request.ipd,
+                                          pole_merge=request.pole_merge, min_distance=near, max_distance=far,
+                                          warn=warn)
     if request.stereo:
         near = request.near if request.near is not None else STEREO_NEAR
         far = request.far if request.far is not None else STEREO_FAR

@@ -19,7 +19,7 @@ DEPTH_KINDS = ("distance", "disparity")
 STEREO_MODEL = "stereo"
 DEFAULT_MODEL = "depth-anything-v2-small"
 PROJECTIONS = ("equirect", "perspective")
-LAYOUTS = ("mono", "top-bottom", "side-by-side")
+LAYOUTS = ("mono", "top-bottom", "side-by-side", "vr180")
 PROGRESS_MODES = ("bar", "json", "none")
 SMOOTHINGS = ("none", "median", "bilateral")
 SKY_MODES = ("keep", "mask")
@@ -29,7 +29,7 @@ DEFAULT_POLE_MERGE = (60.0, 75.0)
 STEREO_NEAR, STEREO_FAR = 0.5, 100.0
 
 Projection = Literal["equirect", "perspective"]
-Layout = Literal["mono", "top-bottom", "side-by-side"]
+Layout = Literal["mono", "top-bottom", "side-by-side", "vr180"]
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,16 @@ class EstimateRequest:
         return self.model == STEREO_MODEL
 
     @property
+    def stereo_input(self) -> bool:
+        """True when the input is a stereo pair (any layout but mono)."""
+        return self.layout != "mono"
+
+    @property
+    def guided(self) -> bool:
+        """True for stereo-guided network depth: a network (or plug-in) on a stereo input."""
+        return self.stereo_input and not self.stereo
+
+    @property
     def saved(self) -> tuple[str, ...]:
         """The kinds to save (the default when none were asked for)."""
         return self.save or DEFAULT_SAVE
@@ -112,16 +122,20 @@ class EstimateRequest:
 
     def _check_model_and_layout(self) -> None:
         if self.stereo and self.layout == "mono":
-            raise BadInputError("--model stereo needs a stereo input: give --layout top-bottom (left eye on top) "
-                                "or --layout side-by-side (left eye on the left)")
-        if not self.stereo and self.layout != "mono":
-            raise BadInputError(f"--layout {self.layout} is a stereo pair: estimate it with --model stereo")
+            raise BadInputError("--model stereo needs a stereo input: give --layout top-bottom (left eye on top), "
+                                "side-by-side (left eye on the left) or vr180 (two 180-degree eyes side by side)")
+        if self.layout == "vr180" and self.projection != "equirect":
+            raise BadInputError("--layout vr180 is 180-degree equirect footage: leave --projection at equirect")
+        if self.guided and self.projection != "equirect":
+            raise BadInputError(f"stereo-guided depth (--model {self.model} with --layout {self.layout}) is for 360 "
+                                "and VR180 footage: use --projection equirect, or --model stereo for a rectified "
+                                "photo pair")
         if self.views is not None:
             from ..panorama.projection import PRESETS
 
             if self.stereo or self.projection == "perspective" or self.views not in PRESETS:
-                raise BadInputError(f"--views is one of {', '.join(PRESETS)}, for a monocular model "
-                                    "with --projection equirect")
+                raise BadInputError(f"--views is one of {', '.join(PRESETS)}, for a network "
+                                    "with --projection equirect (not --model stereo)")
 
     def _check_range(self) -> None:
         if (self.near is None) != (self.far is None):

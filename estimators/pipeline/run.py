@@ -38,7 +38,7 @@ from ..video.camera_motion import CameraSolver, SolveSettings
 from ..video.temporal import StabiliserSettings
 from . import resume
 from .frame_depth import make_stabiliser, postprocess_frame
-from .frame_estimators import build_frame_estimator
+from .frame_estimators import build_frame_estimator, check_stereo_frame
 from .outputs import OutputLayout, describe_outputs, render_frame, write_frame
 from .progress import Progress
 from .request import EstimateRequest
@@ -140,15 +140,23 @@ def check_sources(request: EstimateRequest, sources: list[Source]) -> None:
             raise BadInputError(f"{source.path}: --frames applies to videos and image sequences, not to a still image")
         if source.still and "rgbd" in request.saved:
             raise BadInputError(f"{source.path}: --save rgbd is written for videos and image sequences only")
-        if source.size is None:
-            continue
-        width, height = source.size
-        if request.stereo:
-            width, height = build_frame_estimator(request, None).eye_size(width, height)
-        if request.projection == "equirect" and width != 2 * height:
-            what = "each eye" if request.stereo else "the frame"
-            raise BadInputError(f"{source.path}: 360 footage must be twice as wide as high, {what} is "
-                                f"{width}x{height} (use --projection perspective for ordinary footage)")
+        if source.size is not None:
+            try:
+                check_frame_size(request, *source.size)
+            except BadInputError as error:
+                raise BadInputError(f"{source.path}: {error}") from None
+
+
+def check_frame_size(request: EstimateRequest, width: int, height: int) -> None:
+    """BadInputError unless a width x height frame fits the request's projection and layout; a stereo
+    frame whose eyes have the shape of another layout is told which one it looks like."""
+    if request.projection != "equirect":
+        return
+    if request.stereo_input:
+        check_stereo_frame(request.layout, width, height)
+    elif width != 2 * height:
+        raise BadInputError(f"360 footage must be twice as wide as high, the frame is {width}x{height} "
+                            "(use --projection perspective for ordinary footage)")
 
 
 def expected_kind(request: EstimateRequest) -> str | None:
@@ -157,6 +165,8 @@ def expected_kind(request: EstimateRequest) -> str | None:
 
     if request.stereo:
         return "metric-distance" if request.projection == "equirect" else "relative-disparity"
+    if request.guided:
+        return "metric-distance"  # the network's disparity in the stereo's metres
     if plugins.is_plugin_reference(request.model):
         return None
     try:

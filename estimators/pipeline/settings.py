@@ -1,7 +1,8 @@
 """`DepthSettings`: a request resolved against its estimator's kind: the rules every frame follows.
 
-Distance needs calibration. Metric estimators (and 360 stereo) are metric: distance is
-1/disparity clamped to [near, far] (defaults 0.01 m / 1000 m, only a clamp). Relative
+Distance needs calibration. Metric estimators (and 360 stereo, and stereo-guided networks)
+are metric: distance is 1/disparity clamped to [near, far] (defaults 0.01 m / 1000 m, only
+a clamp; stereo input: 0.5 m / 100 m, the stereo's search range). Relative
 estimators follow the near/far rule of postprocess.calibration (defaults 1 m / 100 m
 for 360 footage). A relative estimator on an ordinary photo (or a rectified stereo pair)
 without --near/--far stays uncalibrated: no distance is written, and `disparity` is the
@@ -93,7 +94,7 @@ def resolve_settings(request: EstimateRequest, kind: str, stabiliser: Stabiliser
     metric = is_metric(kind)
     user_range = request.near is not None
     calibrated = metric or user_range or request.projection == "equirect"
-    if request.stereo and request.projection == "equirect" and not user_range:
+    if request.stereo_input and request.projection == "equirect" and not user_range:
         near, far = STEREO_NEAR, STEREO_FAR
         display = (near, far)
     elif user_range:
@@ -111,13 +112,13 @@ def resolve_settings(request: EstimateRequest, kind: str, stabiliser: Stabiliser
                             "(the documented rule in `depth360 estimate --help`), or save disparity instead")
     stabilise = request.stabilise and calibrated
     solve = None
-    if request.camera_solve and request.projection == "equirect":
+    if request.camera_solve and request.projection == "equirect" and request.layout != "vr180":
         solve = replace(camera or SolveSettings(), gauge_distance=GAUGE_NEAR_FACTOR * near)
     return DepthSettings(
         kind=kind, calibrated=calibrated, near=near, far=far, display_near=display[0], display_far=display[1],
         stabiliser=(stabiliser or StabiliserSettings()) if stabilise else None,
         refine=request.refine, smoothing=request.smoothing, sky=request.sky,
-        wrap=request.projection == "equirect", camera=solve,
+        wrap=request.projection == "equirect" and request.layout != "vr180", camera=solve,
     )
 
 

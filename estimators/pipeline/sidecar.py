@@ -66,7 +66,7 @@ def start_content(source, model: dict, recorded_options: dict, run: dict, first:
         "frames": {"first": first, "last": last, "context_rule": f"frame t depends on frames t-{context_frames}..t"},
         "outputs": outputs,
     }
-    if model.get("adapter") == "stereo matching":
+    if model.get("adapter") in ("stereo matching", "stereo-guided network"):
         content["stereo"] = {key: model[key] for key in model if key not in ("name", "title", "kind", "license",
                                                                           "commercial_use", "adapter")}
     return content

@@ -19,7 +19,8 @@ import numpy as np
 
 from .ods_geometry import ods_distance_from_disparity, ods_informative_rows
 
-StereoLayout = Literal["top-bottom", "side-by-side"]
+StereoLayout = Literal["top-bottom", "side-by-side", "vr180"]
+STEREO_LAYOUTS = ("top-bottom", "side-by-side", "vr180")
 
 # Two eyes are one picture when they agree within 8-bit quantisation (one level) on at
 # least this share of pixels; anything else is answered (open landscapes differ very little).
@@ -32,11 +33,14 @@ MIN_MEASURABLE_DISPARITY_PX = 1.0
 SKY_DISPARITY_PX = 2.0
 # Warn when less of the frame than this has a measurable disparity.
 LOW_COVERAGE_WARNING = 0.05
+# A pixel is on the mask only when the sub-pixel pass pins its disparity down to this share of
+# itself (one standard deviation, subpixel.cost_fit): too little texture for how far it is.
+MAX_RELATIVE_SIGMA = 0.05
 
 # Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
 # accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
-ODS_MATCHING = dict(block_size=9, colour=True, denoise=True, smoothness=(16.0, 64.0), subpixel_radius=5,
-                    median_radius=6, median_downscale=2)
+ODS_MATCHING = dict(block_size=9, colour=True, denoise=True, smoothness=(16.0, 64.0), median_radius=6,
+                    median_downscale=2, refine_radius=8, smooth_radius=4)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +50,7 @@ class DisparityMap:
     disparity: np.ndarray  # float32 [H, W]
     mask: np.ndarray  # bool [H, W]: matched and left-right consistent (not filled)
     confidence: np.ndarray  # float32 [H, W] in 0..1
+    sigma: np.ndarray | None = None  # float32 [H, W]: the sub-pixel pass's standard deviation (pixels)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,7 +65,7 @@ class StereoDepth:
 
 def split_stereo(image: np.ndarray, layout: StereoLayout) -> tuple[np.ndarray, np.ndarray]:
     """Split a stereo frame into (left, right) eyes: top-bottom has the left eye on top,
-    side-by-side has it on the left."""
+    side-by-side and vr180 (two square half-equirect eyes) have it on the left."""
     image = np.asarray(image)
     if image.ndim not in (2, 3):
         raise ValueError(f"a stereo frame must be [H, W] or [H, W, C], got shape {image.shape}")
@@ -69,13 +74,18 @@ def split_stereo(image: np.ndarray, layout: StereoLayout) -> tuple[np.ndarray, n
         if height % 2 or height < 2:
             raise ValueError(f"a top-bottom stereo frame needs an even height, got {width}x{height}")
         left, right = image[: height // 2], image[height // 2:]
-    elif layout == "side-by-side":
+    elif layout in ("side-by-side", "vr180"):
         if width % 2 or width < 2:
-            raise ValueError(f"a side-by-side stereo frame needs an even width, got {width}x{height}")
+            raise ValueError(f"a {layout} stereo frame needs an even width, got {width}x{height}")
         left, right = image[:, : width // 2], image[:, width // 2:]
     else:
-        raise ValueError(f"layout must be 'top-bottom' or 'side-by-side', got {layout!r}")
+        raise ValueError(f"layout must be one of {', '.join(STEREO_LAYOUTS)}, got {layout!r}")
     return left, right
+
+
+def to_float_rgb(image: np.ndarray, name: str = "image") -> np.ndarray:
+    """float32 RGB [H, W, 3] in 0..1 of a gray, RGB or RGBA image (integers scaled by their maximum)."""
+    return _to_float_rgb(image, name)
 
 
 def _to_float_rgb(image: np.ndarray, name: str) -> np.ndarray:
@@ -103,13 +113,20 @@ def check_stereo_pair(left: np.ndarray, right: np.ndarray) -> tuple[np.ndarray, 
                          f"right {right_rgb.shape[1]}x{right_rgb.shape[0]}")
     if left_rgb.shape[0] < 8 or left_rgb.shape[1] < 16:
         raise ValueError(f"the eyes are too small to match: {left_rgb.shape[1]}x{left_rgb.shape[0]}")
-    levels = np.abs(np.rint(left_rgb * 255) - np.rint(right_rgb * 255)).max(axis=2)
-    same = float(np.mean(levels <= 1))
+    same = _share_equal(left_rgb[::8], right_rgb[::8])  # a sparse look settles a clearly different pair
+    if same >= 0.99:
+        same = _share_equal(left_rgb, right_rgb)
     if same >= SAME_PICTURE_SHARE:
         raise ValueError(
             f"the two eyes are identical (within one 8-bit level on {same:.2%} of the pixels): "
             "this looks like a mono image passed as stereo; use the mono layout")
     return left_rgb, right_rgb
+
+
+def _share_equal(left_rgb: np.ndarray, right_rgb: np.ndarray) -> float:
+    """Share of pixels whose colours agree within one 8-bit level in every channel."""
+    levels = np.abs(np.rint(left_rgb * 255) - np.rint(right_rgb * 255)).max(axis=2)
+    return float(np.mean(levels <= 1))
 
 
 def _gray_u8(rgb: np.ndarray) -> np.ndarray:
@@ -313,7 +330,8 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
                     smoothness: tuple[float, float] = (8.0, 32.0), subpixel_radius: int | None = None,
                     lr_tolerance: float = 1.0, speckle_size: int = 100, speckle_range: float = 2.0,
                     median_radius: int = 4, median_eps: float = 1e-3, median_downscale: int = 1,
-                    max_match_width: int | None = None) -> DisparityMap:
+                    max_match_width: int | None = None, refine_radius: int | None = None,
+                    smooth_radius: int = 4) -> DisparityMap:
     """Dense disparity (pixels, col_left - col_right) of the left eye along image rows.
 
     `min_disparity`/`max_disparity` bound the search at full resolution; `wrap` treats columns
@@ -323,7 +341,8 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     median (`median_radius`, computed `median_downscale` times smaller) fills and vets: the mask
     holds left-right consistent matches within a pixel of it, the confidence (0 off the mask)
     falls with both discrepancies. Above `max_match_width` the eyes are matched downscaled and
-    the disparity is brought back up guided by the full-resolution image.
+    the disparity is brought back up guided by the full-resolution image. `refine_radius`:
+    then refine at the input's full resolution (`refine_full_resolution`; `sigma` is set).
     """
     import cv2
 
@@ -378,14 +397,75 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     inner = slice(pad, pad + gray_left.shape[1])
     disparity, agree, confidence = disparity[:, inner], agree[:, inner], confidence[:, inner]
 
-    if factor != 1.0:
-        disparity = _upsample(disparity, width, height, wrap) * np.float32(width / disparity.shape[1])
-        agree = _upsample(agree.astype(np.float32), width, height, wrap) >= 0.5
-        confidence = _upsample(confidence.astype(np.float32), width, height, wrap)
-        full_guide = _pad_columns(_gray_u8(left_rgb).astype(np.float32) / 255.0, 8, wrap)
-        smooth = _GuidedFilter(full_guide, radius=max(2, round(factor)), eps=median_eps)
-        disparity = smooth(_pad_columns(disparity, 8, wrap))[:, 8:8 + width]
-    return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32))
+    matched = DisparityMap(disparity, agree, confidence.astype(np.float32))
+    return _to_full_size(matched, small_left, left_rgb, right_rgb, wrap=wrap, refine_radius=refine_radius,
+                         smooth_radius=smooth_radius, eps=median_eps)
+
+
+def _to_full_size(matched: DisparityMap, small_left: np.ndarray, left_rgb: np.ndarray, right_rgb: np.ndarray, *,
+                  wrap: bool, refine_radius: int | None, smooth_radius: int, eps: float) -> DisparityMap:
+    """The match at the input's size: upsampled (if it was matched smaller) and, with `refine_radius`,
+    smoothed where it was matched and refined at full resolution; else smoothed edge-aware."""
+    import cv2
+
+    height, width = left_rgb.shape[:2]
+    disparity, agree, confidence, sigma = matched.disparity, matched.mask, matched.confidence, None
+    factor = width / disparity.shape[1]
+    if refine_radius:  # the start of the sub-pixel pass: smooth, at the matched size
+        disparity = _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap)
+    if disparity.shape[1] != width:
+        disparity = _upsample(disparity, width, height, wrap) * np.float32(factor)
+        size = (width, height)
+        agree = cv2.resize(agree.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST).astype(bool)
+        confidence = cv2.resize(confidence.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+    if refine_radius:
+        disparity, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
+                                                  smooth_radius=smooth_radius, eps=eps)
+    elif factor != 1.0:
+        disparity = _edge_aware_smooth(left_rgb, disparity, max(2, round(factor)), eps, wrap)
+    return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32), sigma)
+
+
+class _EdgeAwareSmoother:
+    """He's guided filter of full-size disparities with the left eye's gray image as the guide
+    (columns padded by wrapping or repeating), set up once for a radius."""
+
+    def __init__(self, gray: np.ndarray, radius: int, eps: float, wrap: bool):
+        self.pad, self.wrap, self.width = radius + 2, wrap, gray.shape[1]
+        self.filter = _GuidedFilter(_pad_columns(gray, self.pad, wrap), radius=radius, eps=eps)
+
+    def __call__(self, disparity: np.ndarray) -> np.ndarray:
+        return self.filter(_pad_columns(disparity, self.pad, self.wrap))[:, self.pad:self.pad + self.width]
+
+
+def _gray(rgb: np.ndarray) -> np.ndarray:
+    """float32 luminance in 0..1 of a float RGB image."""
+    import cv2
+
+    return np.clip(cv2.cvtColor(np.asarray(rgb, np.float32), cv2.COLOR_RGB2GRAY), 0.0, 1.0)
+
+
+def _edge_aware_smooth(left_rgb: np.ndarray, disparity: np.ndarray, radius: int, eps: float, wrap: bool) -> np.ndarray:
+    """One edge-aware smoothing of a full-size disparity (`_EdgeAwareSmoother`)."""
+    return _EdgeAwareSmoother(_gray(left_rgb), radius, eps, wrap)(disparity)
+
+
+def refine_full_resolution(left_rgb: np.ndarray, right_rgb: np.ndarray, disparity: np.ndarray, *, wrap: bool,
+                           radius: int = 8, smooth_radius: int = 4, eps: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse to fine: a smooth full-size disparity (edge-aware smoothed where it was matched)
+    refined to sub-pixel by one cost fit at the input's resolution on the eyes' luminance
+    (subpixel.cost_fit), then smoothed edge-aware; (disparity, sigma in pixels).
+
+    `radius` and `smooth_radius` are pixels of a 2048-wide eye, scaled to the input's width (the
+    same angles), never below their value."""
+    from .subpixel import cost_fit, prepare_eye
+
+    scale = max(1.0, left_rgb.shape[1] / 2048)
+    left_gray = _gray(left_rgb)
+    fit = cost_fit(prepare_eye(left_gray), prepare_eye(_gray(right_rgb)), disparity, wrap=wrap,
+                   radius=max(1, round(radius * scale)))
+    smoother = _EdgeAwareSmoother(left_gray, max(1, round(smooth_radius * scale)), eps, wrap)
+    return smoother(fit.disparity), fit.sigma
 
 
 def _upsample(image: np.ndarray, width: int, height: int, wrap: bool) -> np.ndarray:
@@ -418,13 +498,13 @@ def estimate_stereo_perspective(left: np.ndarray, right: np.ndarray, *, max_disp
     if max_disparity is None:
         max_disparity = left_rgb.shape[1] / 4
     if check_eye_order:
-        _warn_if_eyes_swapped(left_rgb, right_rgb, min_disparity, max_disparity, wrap=False)
+        warn_if_eyes_swapped(left_rgb, right_rgb, min_disparity, max_disparity, wrap=False)
     result = match_disparity(left_rgb, right_rgb, min_disparity=min_disparity,
                              max_disparity=max_disparity, wrap=False, **options)
     return result.disparity, result.mask
 
 
-def _warn_if_eyes_swapped(left_rgb: np.ndarray, right_rgb: np.ndarray, lowest: float, highest: float,
+def warn_if_eyes_swapped(left_rgb: np.ndarray, right_rgb: np.ndarray, lowest: float, highest: float,
                           wrap: bool) -> None:
     """Warn when most confident matches of a coarse, sign-symmetric search lie below `lowest`
     (the least disparity the geometry allows): the eyes are then most likely swapped."""
@@ -472,6 +552,16 @@ def find_stereo_sky(disparity_px: np.ndarray, matched: np.ndarray, left_rgb: np.
     return cv2.resize(sky.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
+def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarray:
+    """Bool: disparities of at least MIN_MEASURABLE_DISPARITY_PX of the matched eye (`scale`: input
+    pixels per matched pixel) that the sub-pixel pass knows to MAX_RELATIVE_SIGMA of themselves."""
+    measurable = matched.disparity >= MIN_MEASURABLE_DISPARITY_PX * scale
+    if matched.sigma is not None:
+        with np.errstate(invalid="ignore"):
+            measurable &= matched.sigma <= MAX_RELATIVE_SIGMA * matched.disparity
+    return measurable
+
+
 def _ods_pixel_disparity(distance: float, theta: np.ndarray, width: int, **geometry) -> np.ndarray:
     from .ods_geometry import ods_disparity_from_distance
 
@@ -504,14 +594,14 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     farthest = _ods_pixel_disparity(max_distance, theta[informative], width, **geometry)
     highest, lowest = float(nearest.max()), float(min(0.0, farthest.min()))
     if check_eye_order:
-        _warn_if_eyes_swapped(left_rgb, right_rgb, lowest, highest, wrap=True)
+        warn_if_eyes_swapped(left_rgb, right_rgb, lowest, highest, wrap=True)
     settings = dict(ODS_MATCHING, **options)
     matched = match_disparity(left_rgb, right_rgb, min_disparity=lowest - 1.0, max_disparity=highest,
                               wrap=True, max_match_width=max_match_width, **settings)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     matched_width = min(width, max_match_width or width)
-    measurable = matched.disparity >= MIN_MEASURABLE_DISPARITY_PX * width / matched_width
+    measurable = measurable_disparity(matched, width / matched_width)
     sky = find_stereo_sky(matched.disparity * np.float32(matched_width / width), matched.mask, left_rgb)
     mask = matched.mask & informative[:, None] & (distance < max_distance) & measurable & ~sky
     if mask.mean() < LOW_COVERAGE_WARNING:

@@ -158,7 +158,7 @@ def photo(tmp_path) -> Path:
         (["--near", "5", "--far", "2"], "must be less than --far"),
         (["--save", "distance"], "needs --near and --far"),
         (["--save", "png16,preview"], "save one of them too"),
-        (["--layout", "top-bottom"], "is a stereo pair: estimate it with --model stereo"),
+        (["--layout", "top-bottom"], "stereo-guided depth (--model depth-anything-v2-small with --layout top-bottom) is for 360"),
         (["--frames", "1-5"], "applies to videos and image sequences, not to a still image"),
     ],
 )

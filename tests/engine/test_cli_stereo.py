@@ -146,7 +146,14 @@ def test_rectified_pair_distance_follows_the_relative_rule(tmp_path, capsys):
         ((64, 257), "side-by-side", [], "needs an even width"),
         ((128, 128), "side-by-side", [], "twice as wide as high"),
         ((128, 128), "mono", ["--model", "stereo"], "--model stereo needs a stereo input"),
-        ((128, 128), "top-bottom", ["--model", "depth-anything-v2-small"], "--layout top-bottom is a stereo pair"),
+        ((128, 128), "top-bottom", ["--model", "depth-anything-v2-small", "--projection", "perspective"],
+         "stereo-guided depth (--model depth-anything-v2-small with --layout top-bottom) is for 360"),
+        # Issue 14: a VR180 frame (two square eyes side by side) given as 360 stereo, and the reverse.
+        ((128, 256), "top-bottom", [], "looks like VR180 180-degree stereo: give --layout vr180"),
+        ((128, 256), "side-by-side", [], "looks like VR180 180-degree stereo: give --layout vr180"),
+        ((256, 256), "vr180", [], "this looks like 360 top-bottom stereo"),
+        ((128, 512), "vr180", [], "this looks like 360 side-by-side stereo"),
+        ((128, 128), "side-by-side", [], "looks like --layout top-bottom"),
     ],
 )
 def test_bad_stereo_inputs_exit_2_naming_the_problem(tmp_path, capsys, shape, layout, extra, message):

@@ -2,8 +2,10 @@
 
 This is the client side; it never imports `bpy`. Each render runs in a worker subprocess
 (``python -m tests.groundtruth.worker``, see worker.py) that builds one of the scenes of
-scenes.py (``sphere``, ``markers``, ``room``, ``room_moving``, ``outdoor``, ``room_walk``, ``outdoor_walk``; their parameters are
-documented there) and renders it with an equirectangular camera that follows DESIGN.md.
+scenes.py (``sphere``, ``markers``, ``room``, ``room_moving``, ``outdoor``, ``room_walk``, ``outdoor_walk``,
+``room_random``; their parameters are documented there) and renders it with an
+equirectangular camera that follows DESIGN.md: mono, omni-directional stereo
+(`render_stereo`) or VR180 stereo (`render_vr180`: two parallel eyes, each a half equirect).
 
 Arrays (H = width // 2):
 
@@ -47,6 +49,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_ROOT = REPO_ROOT / ".cache" / "groundtruth"
 _PACKAGE_DIR = Path(__file__).resolve().parent
 _SOURCES = ("scenes.py", "worker.py")
+# Scenes built by another module: its source keys their renders (and only theirs).
+_SCENE_SOURCES = {"room_random": ("random_rooms.py",)}
 _ERROR_TAIL_CHARS = 6000
 
 _memo: dict[str, object] = {}
@@ -187,6 +191,7 @@ def _render(function: str, request: dict, python: str | None) -> list[dict]:
     except TypeError as error:
         raise ValueError(f"scene parameters must be JSON values: {error}") from None
     sources = [(_PACKAGE_DIR / name).read_text() for name in _SOURCES]
+    sources += [(_PACKAGE_DIR / name).read_text() for name in _SCENE_SOURCES.get(request["scene"], ())]
     key_text = json.dumps([function, request_text, sources, _bpy_version(python)])
     key = hashlib.sha256(key_text.encode()).hexdigest()[:24]
     folder = CACHE_ROOT / f"{function}-{request['scene']}-{key}"
@@ -308,6 +313,62 @@ def render_stereo(
     arrays = loaded["arrays"]
     return StereoGroundTruth(
         scene=scene, frame=int(frame), ipd=float(ipd), pole_merge=pole_merge,
+        **{name: arrays[name] for name in (
+            "left_rgb", "right_rgb", "left_distance", "right_distance",
+            "left_object_index", "right_object_index", "left_ray", "right_ray")},
+        objects=loaded["objects"], render_seconds=loaded["seconds"],
+    )
+
+
+@dataclass(frozen=True, eq=False)
+class VR180GroundTruth:
+    """A VR180 stereo pair: each eye a half equirect (W x W, 180 x 180 degrees, centre along +X;
+    DESIGN.md's `vr180` layout), the two eyes `ipd` apart along Y (the left eye at +Y ipd/2,
+    the right at -Y ipd/2: to the left and right of a viewer looking along +X).
+
+    Blender's ordinary (not spherical) stereo camera: every pixel of an eye looks along its
+    half-equirect direction from that eye's centre, and each eye's `distance` is measured from
+    its own centre (for the left eye: the depth a VR180 estimate gives). Arrays as in
+    StereoGroundTruth; `ray` is each eye's pixel-centre direction.
+    """
+
+    scene: str
+    frame: int
+    ipd: float
+    left_rgb: np.ndarray
+    right_rgb: np.ndarray
+    left_distance: np.ndarray
+    right_distance: np.ndarray
+    left_object_index: np.ndarray
+    right_object_index: np.ndarray
+    left_ray: np.ndarray
+    right_ray: np.ndarray
+    objects: tuple[SceneObject, ...]
+    render_seconds: float
+
+    @property
+    def left_eye_position(self) -> np.ndarray:
+        return np.array([0.0, self.ipd / 2, 0.0])
+
+    def side_by_side(self) -> np.ndarray:
+        """float32 [W, 2W, 3]: the frame as a VR180 camera stores it (left eye on the left)."""
+        return np.concatenate([self.left_rgb, self.right_rgb], axis=1)
+
+
+def render_vr180(
+    scene: str, width: int = 512, samples: int = 16, ipd: float = 0.064, frame: int = 1, *,
+    python: str | None = None, **params,
+) -> VR180GroundTruth:
+    """Render `scene` as a VR180 pair: two parallel eyes `ipd` apart, each `width` x `width`."""
+    _check_common(scene, width, samples)
+    if not ipd > 0.0:
+        raise ValueError(f"ipd must be positive metres, got {ipd}")
+    request = {"scene": scene, "params": params, "width": int(width), "samples": int(samples),
+               "frames": [int(frame)], "stereo": {"ipd": float(ipd), "vr180": True}}
+    (loaded,) = _render("vr180", request, python)
+    arrays = loaded["arrays"]
+    return VR180GroundTruth(
+        scene=scene, frame=int(frame), ipd=float(ipd),
         **{name: arrays[name] for name in (
             "left_rgb", "right_rgb", "left_distance", "right_distance",
             "left_object_index", "right_object_index", "left_ray", "right_ray")},

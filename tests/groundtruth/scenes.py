@@ -46,6 +46,9 @@ Scenes (``build(name, **params)``):
     is the camera pose of the frame: a direction d of the frame's equirect image
     (DESIGN.md) points along R d in the world, from the rig's location; ``scene_camera``
     returns both (the renderer records them per frame).
+``room_random`` (``seed=0``, ``texture="mixed"``)
+    Seeded random rooms 6-16 m a side with fine, coarse and weak textures and objects
+    0.5-10 m away (random_rooms.py, which documents them).
 """
 
 from __future__ import annotations
@@ -492,6 +495,10 @@ SCENES: dict[str, Callable[..., None]] = {
     "room_walk": build_room_walk,
     "outdoor_walk": build_outdoor_walk,
 }
+
+from . import random_rooms  # noqa: E402  (its builders use this module's helpers)
+
+SCENES.update(random_rooms.SCENES)
 
 
 def build(name: str, **params) -> bpy.types.Scene:

@@ -2,7 +2,11 @@
 
 Usage (cwd = repository root): ``python -m tests.groundtruth.worker REQUEST.json OUTDIR``.
 The request is ``{"scene", "params", "width", "samples", "frames": [...],
-"stereo": null | {"ipd", "pole_merge": null | [from_deg, to_deg]}}``. For every frame two
+"stereo": null | {"ipd", "pole_merge": null | [from_deg, to_deg]} | {"ipd", "vr180": true}}``.
+A ``vr180`` request renders each eye as a half equirect, 180 x 180 degrees (``width`` x
+``width``): the same camera with its longitude and latitude limited to +-90 degrees, and
+two parallel eyes ``ipd`` apart (Blender's ordinary stereo camera, not spherical: each
+eye's Z pass is measured from that eye). For every frame two
 Cycles CPU renders are made: a *beauty* render (``samples`` per pixel, Blackman-Harris
 1.5 px filter, anti-aliased RGB) and a *geometry* render (1 sample, a 0.01 px box filter,
 so every value belongs to the exact pixel-centre ray) for the Z pass (for a panoramic
@@ -43,8 +47,9 @@ def _configure(scene, width: int, samples: int, stereo: dict | None) -> None:
 
     render = scene.render
     render.engine = "CYCLES"
+    vr180 = stereo is not None and bool(stereo.get("vr180"))
     render.resolution_x = width
-    render.resolution_y = width // 2
+    render.resolution_y = width if vr180 else width // 2
     render.resolution_percentage = 100
     render.use_persistent_data = True
     render.film_transparent = False
@@ -92,6 +97,10 @@ def _configure(scene, width: int, samples: int, stereo: dict | None) -> None:
         camera_stereo = bpy.data.objects["camera"].data.stereo
         camera_stereo.convergence_mode = "PARALLEL"
         camera_stereo.interocular_distance = stereo["ipd"]
+        if vr180:
+            _limit_to_180(bpy.data.objects["camera"].data)
+            camera_stereo.use_spherical_stereo = False
+            return
         camera_stereo.use_spherical_stereo = True
         pole_merge = stereo["pole_merge"]
         camera_stereo.use_pole_merge = pole_merge is not None
@@ -99,6 +108,14 @@ def _configure(scene, width: int, samples: int, stereo: dict | None) -> None:
             # Set "to" first so that Blender does not clamp "from" against the old "to".
             camera_stereo.pole_merge_angle_to = math.radians(pole_merge[1])
             camera_stereo.pole_merge_angle_from = math.radians(pole_merge[0])
+
+
+def _limit_to_180(camera_data) -> None:
+    """The equirect camera limited to the half sphere in front: longitude and latitude +-90 deg."""
+    half = math.pi / 2
+    owner = camera_data if hasattr(camera_data, "longitude_min") else camera_data.cycles
+    owner.longitude_min, owner.longitude_max = -half, half
+    owner.latitude_min, owner.latitude_max = -half, half
 
 
 def _render(scene, path_base: Path, samples: int, filter_type: str, filter_width: float) -> None:

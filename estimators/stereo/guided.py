@@ -1,0 +1,348 @@
+"""Stereo-guided network depth: a relative network's dense, sharp disparity in the stereo's metres.
+
+Stereo gives metric inverse distance where it is confident (textured, near enough, not at
+the poles of ODS); a relative network gives disparity everywhere, with sharp edges, up to
+a scale and shift that vary a little across the frame (a view's scale error, a ramp the
+fusion's alignment could not see). The network's fused disparity ``D`` of the left eye is
+mapped to metres by a smooth field::
+
+    metric(p) = S(p) * D(p) / D0 + T(p)
+
+where ``S`` and ``T`` are bilinear on a coarse control grid over the frame (columns
+periodic for a 360 eye), ``D0`` the median of ``D`` (so the unknowns are of the order of
+the scene's inverse distance). The fusion's deformable grid, in metric units: the
+unknowns are fitted to the stereo's inverse distance by weighted least squares on
+relative residuals ``(metric - stereo) / stereo`` (near and far count alike), weighted by
+the stereo's confidence, with first-difference smoothness on both grids (strong on the
+shift, which a relative network's ambiguity makes nearly constant) and a pull toward the
+frame's single robust affine fit, where the stereo says nothing (poles, sky, textureless
+walls). Residuals are re-weighted (Cauchy) a few times so that stereo blunders and the
+network's own mistakes at object edges do not bend the field.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+# Control points of the field over a 360 eye (rows, columns): 18 degrees apart.
+GRID_360 = (11, 20)
+# Over a VR180 eye (180 x 180 degrees).
+GRID_180 = (11, 11)
+MAX_SAMPLES = 120_000
+# Robust scale floor of the relative residuals (stereo noise is rarely below this).
+SIGMA_FLOOR = 0.01
+# Fewer confident stereo pixels than this give no scale (an all-sky or textureless frame).
+MIN_SAMPLES = 64
+
+
+class NoStereoScale(ValueError):
+    """The stereo has too few confident pixels to give the network its metric scale."""
+
+
+@dataclass(frozen=True)
+class MetricField:
+    """The fitted map from a relative disparity to metric inverse distance (module docstring).
+
+    `scale`, `shift`: float64 [gr, gc] control values; `reference`: D0; `wrap`: columns
+    periodic; `affine`: the single robust (scale, shift) fit the grids are pulled toward;
+    `samples`: how many stereo pixels the fit used; `residual`: the robust RMS of their
+    relative residuals after the fit.
+    """
+
+    scale: np.ndarray
+    shift: np.ndarray
+    reference: float
+    wrap: bool
+    affine: tuple[float, float]
+    samples: int
+    residual: float
+
+    def apply(self, relative: np.ndarray) -> np.ndarray:
+        """Metric inverse distance (1/m, float32 [H, W]) of a relative disparity map."""
+        import cv2
+
+        height, width = relative.shape
+        rows = _interpolation(height, self.scale.shape[0], False).astype(np.float32)
+        cols = _interpolation(width, self.scale.shape[1], self.wrap).astype(np.float32).T
+        scale = rows @ (self.scale / self.reference).astype(np.float32) @ cols
+        shift = rows @ self.shift.astype(np.float32) @ cols
+        return cv2.add(cv2.multiply(scale, np.asarray(relative, np.float32)), shift)
+
+
+def _positions(n: int, g: int, wrap: bool) -> np.ndarray:
+    """Fractional control-grid coordinate of n pixel centres."""
+    centres = (np.arange(n) + 0.5) / n
+    return centres * g if wrap else centres * (g - 1)
+
+
+def _taps(position: np.ndarray, g: int, wrap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(lower index, upper index, upper weight) of bilinear interpolation on g control points."""
+    if wrap:
+        shifted = position - 0.5  # control j sits at the centre of its 1/g of the circle
+        lower = np.floor(shifted).astype(np.int64)
+        fraction = shifted - lower
+        return np.mod(lower, g), np.mod(lower + 1, g), fraction
+    lower = np.minimum(np.floor(position).astype(np.int64), g - 2)
+    return lower, lower + 1, position - lower
+
+
+def _interpolation(n: int, g: int, wrap: bool) -> np.ndarray:
+    """Dense [n, g] bilinear weights of n pixel centres on g control points."""
+    lower, upper, fraction = _taps(_positions(n, g, wrap), g, wrap)
+    matrix = np.zeros((n, g))
+    np.add.at(matrix, (np.arange(n), lower), 1.0 - fraction)
+    np.add.at(matrix, (np.arange(n), upper), fraction)
+    return matrix
+
+
+def _difference_operator(rows: int, cols: int, wrap: bool) -> sp.csr_matrix:
+    """First differences between neighbouring control points (columns periodic with `wrap`)."""
+    index = np.arange(rows * cols).reshape(rows, cols)
+    pairs = [(index[:-1].ravel(), index[1:].ravel())]
+    pairs.append((index.ravel(), np.roll(index, -1, axis=1).ravel()) if wrap and cols > 2
+                 else (index[:, :-1].ravel(), index[:, 1:].ravel()))
+    first = np.concatenate([a for a, _ in pairs])
+    second = np.concatenate([b for _, b in pairs])
+    count = first.size
+    data = np.r_[np.ones(count), -np.ones(count)]
+    return sp.csr_matrix((data, (np.r_[np.arange(count), np.arange(count)], np.r_[first, second])),
+                         shape=(count, rows * cols))
+
+
+def _samples(relative, metric, weight, limit: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows and columns of the stereo pixels the fit uses: a regular subset of the usable ones."""
+    usable = (weight > 0) & np.isfinite(relative) & np.isfinite(metric) & (metric > 0)
+    count = int(usable.sum())
+    if count == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    stride = max(1, int(np.ceil(np.sqrt(count / limit))))
+    rows, cols = np.nonzero(usable[::stride, ::stride])
+    return rows * stride, cols * stride
+
+
+def _robust_affine(x: np.ndarray, target: np.ndarray, weight: np.ndarray, iterations: int = 6) -> tuple[float, float]:
+    """(a, b) minimising the robust weighted relative error of a x + b against target."""
+    design = np.stack([x, np.ones_like(x)], axis=1) / target[:, None]
+    w = weight.copy()
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        root = np.sqrt(w)
+        a, b = np.linalg.lstsq(design * root[:, None], root, rcond=None)[0]
+        residual = design @ np.array([a, b]) - 1.0
+        sigma = max(1.4826 * float(np.median(np.abs(residual))), SIGMA_FLOOR)
+        w = weight / (1.0 + (residual / (3.0 * sigma)) ** 2)
+    return float(a), float(b)
+
+
+def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarray, *, wrap: bool,
+                     grid: tuple[int, int] = GRID_360, smoothness: float = 0.3, shift_smoothness: float = 3.0,
+                     prior: float = 0.02, iterations: int = 5) -> MetricField:
+    """Fit the field that maps `relative` (float [H, W], larger is nearer) onto `metric` (1/m)
+    where `weight` (float [H, W], 0 = no stereo) is positive; see the module docstring.
+
+    `smoothness`, `shift_smoothness`: first-difference weights of the scale and shift grids,
+    relative to the data (per control point); `prior`: pull of both grids toward the single
+    robust affine fit. ValueError when no pixel is usable.
+    """
+    relative = np.asarray(relative, np.float64)
+    rows, cols = _samples(relative, metric, weight, MAX_SAMPLES)
+    if rows.size < MIN_SAMPLES:
+        raise NoStereoScale(f"the stereo is confident on {rows.size} pixels, too few to give the network its "
+                            "metric scale")
+    height, width = relative.shape
+    reference = float(np.median(relative[rows, cols]))
+    reference = reference if reference > 0 else float(np.abs(relative[rows, cols]).max() or 1.0)
+    x = relative[rows, cols] / reference
+    target = np.asarray(metric, np.float64)[rows, cols]
+    confidence = np.asarray(weight, np.float64)[rows, cols]
+    a, b = _robust_affine(x, target, confidence)
+    g_rows, g_cols = grid
+    r0, r1, fr = _taps(_positions(height, g_rows, False)[rows], g_rows, False)
+    c0, c1, fc = _taps(_positions(width, g_cols, wrap)[cols], g_cols, wrap)
+    index = np.stack([r0 * g_cols + c0, r0 * g_cols + c1, r1 * g_cols + c0, r1 * g_cols + c1], axis=1)
+    taps = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], axis=1)
+    n_grid = g_rows * g_cols
+    values = np.concatenate([taps * (x / target)[:, None], taps / target[:, None]], axis=1)
+    columns = np.concatenate([index, index + n_grid], axis=1)
+    design = sp.csr_matrix((values.ravel(), (np.repeat(np.arange(x.size), 8), columns.ravel())),
+                           shape=(x.size, 2 * n_grid))
+    per_point = x.size / n_grid
+    difference = _difference_operator(g_rows, g_cols, wrap)
+    regulariser = sp.block_diag([(smoothness**2 * per_point) * (difference.T @ difference),
+                                 (shift_smoothness**2 * per_point) * (difference.T @ difference)])
+    regulariser = regulariser + sp.eye(2 * n_grid) * (prior**2 * per_point)
+    start = np.r_[np.full(n_grid, a), np.full(n_grid, b)]
+    anchor = (prior**2 * per_point) * start
+    w = confidence.copy()
+    solution = start
+    for _ in range(iterations):
+        normal = (design.T @ sp.diags(w) @ design + regulariser).tocsc()
+        solution = spla.spsolve(normal, design.T @ w + anchor)
+        residual = design @ solution - 1.0
+        sigma = max(1.4826 * float(np.median(np.abs(residual))), SIGMA_FLOOR)
+        w = confidence / (1.0 + (residual / (3.0 * sigma)) ** 2)
+    residual = design @ solution - 1.0
+    kept = np.abs(residual) <= np.percentile(np.abs(residual), 95)
+    return MetricField(solution[:n_grid].reshape(grid), solution[n_grid:].reshape(grid), reference, wrap,
+                       (a, b), int(x.size), float(np.sqrt(np.mean(residual[kept] ** 2))))
+
+
+# --- the whole path: stereo, the network fused on the left eye, the field ---------------------------------
+
+# The stereo of the guided path matches at most this wide (a 360 eye; a VR180 eye: half its angle).
+STEREO_WIDTH = 1024
+# Stereo pixels within this many pixels of a depth edge (of the network or the stereo) are left
+# out of the fit: both put edges a pixel or two apart.
+EDGE_MARGIN_PX = 3
+EDGE_LOG_STEP = 0.05
+
+
+@dataclass(frozen=True)
+class GuidedDepth:
+    """Stereo-guided depth of the left eye.
+
+    `disparity`: float32 [H, W] metric inverse distance (1/m), 0 off the mask; `distance`:
+    metres, `max_distance` off the mask; `mask`: every pixel the network saw that is not sky
+    (nor beyond `max_distance`); `sky`: the pixels at infinity; `stereo`: the stereo alone;
+    `relative`: the network's fused disparity; `field`: the fit (None when the stereo had too few
+    confident pixels: then nothing is on the mask); `timings`: seconds per stage.
+    """
+
+    disparity: np.ndarray
+    distance: np.ndarray
+    mask: np.ndarray
+    sky: np.ndarray
+    stereo: object
+    relative: np.ndarray
+    field: MetricField | None
+    timings: dict
+
+
+def _depth_edges(inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Bool: pixels within EDGE_MARGIN_PX of a step of more than EDGE_LOG_STEP in log inverse depth."""
+    import cv2
+
+    log = np.log(np.where(valid & (inverse > 0), inverse, 1e-6).astype(np.float32))
+    step = np.zeros(log.shape, np.float32)
+    step[:, 1:] = np.abs(np.diff(log, axis=1))
+    step[1:] = np.maximum(step[1:], np.abs(np.diff(log, axis=0)))
+    kernel = np.ones((2 * EDGE_MARGIN_PX + 1, 2 * EDGE_MARGIN_PX + 1), np.uint8)
+    return cv2.dilate((step > EDGE_LOG_STEP).astype(np.uint8), kernel).astype(bool)
+
+
+def stereo_weight(stereo, relative: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """Float32 [H, W]: how much each stereo pixel counts in the fit (its confidence; 0 off its
+    mask, on the network's sky or unseen pixels, and next to depth edges of either)."""
+    inverse = np.where(stereo.mask, 1.0 / stereo.distance, 0.0).astype(np.float32)
+    usable = stereo.mask & seen & np.isfinite(relative)
+    usable &= ~_depth_edges(inverse, stereo.mask) & ~_depth_edges(np.maximum(relative, 1e-6), seen)
+    return np.where(usable, np.maximum(stereo.confidence, 0.05), 0.0).astype(np.float32)
+
+
+def _resized(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    import cv2
+
+    if image.shape[:2] == shape:
+        return image
+    if nearest:
+        return cv2.resize(image.astype(np.uint8), shape[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    return cv2.resize(image.astype(np.float32), shape[::-1], interpolation=cv2.INTER_AREA)
+
+
+def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wrap: bool,
+          max_distance: float, grid: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, MetricField]:
+    """(metric inverse distance, mask, field) of a fused relative disparity given the stereo (which
+    may be smaller: the field is fitted at the stereo's size and applied at the network's).
+
+    The mask is every seen pixel that is not sky and maps to a distance under `max_distance`."""
+    shape = stereo.distance.shape
+    small_seen = _resized(seen & ~sky, shape, nearest=True)
+    small = np.where(small_seen, _resized(np.nan_to_num(relative), shape), 0.0)
+    weight = stereo_weight(stereo, small, small_seen)
+    try:
+        field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
+                                 grid=grid or (GRID_360 if wrap else GRID_180))
+    except NoStereoScale as error:
+        warnings.warn(f"{error}: nothing has a metric distance, written at the far distance with mask 0",
+                      stacklevel=2)
+        return np.zeros(relative.shape, np.float32), np.zeros(relative.shape, bool), None
+    metric = field.apply(relative)
+    mask = seen & ~sky & (metric > np.float32(1.0 / max_distance))  # NaN compares False
+    metric[~mask] = 0.0
+    return metric, mask, field
+
+
+def _shrunk(image: np.ndarray, width: int | None) -> np.ndarray:
+    import cv2
+
+    if not width or image.shape[1] <= width:
+        return image
+    height = max(1, round(image.shape[0] * width / image.shape[1]))
+    return cv2.resize(image, (int(width), height), interpolation=cv2.INTER_AREA)
+
+
+def _embed_half(eye: np.ndarray) -> np.ndarray:
+    """A VR180 eye [W, W, 3] as the front half of a full equirect [W, 2W, 3]; the back half mirrors
+    the front about the +-Y meridians, so every view the network gets sees a continuous picture."""
+    half = eye.shape[1] // 2
+    return np.concatenate([eye[:, half - 1::-1], eye, eye[:, :half - 1:-1]], axis=1)
+
+
+def fuse_left_eye(left: np.ndarray, estimator, *, vr180: bool, views="cube",
+                  **fusion_options) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+    """The network's fused disparity of the left eye (panorama.fusion, uncalibrated):
+    (disparity, seen and not sky, sky, timings), each [H, W] of the eye."""
+    from ..panorama.fusion import estimate_equirect
+
+    frame = _embed_half(left) if vr180 else left
+    fused = estimate_equirect(frame, estimator, views, calibrate=False, **fusion_options)
+    disparity, seen, sky = fused.disparity, fused.mask, fused.sky
+    if vr180:
+        quarter = left.shape[1] // 2
+        crop = slice(quarter, quarter + left.shape[1])
+        disparity, seen, sky = disparity[:, crop], seen[:, crop], sky[:, crop]
+    return disparity, seen, sky, dict(fused.timings)
+
+
+def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
+                    ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
+                    min_distance: float = 0.5, max_distance: float = 100.0, check_eye_order: bool = True,
+                    grid: tuple[int, int] | None = None, stereo=None, stereo_width: int | None = STEREO_WIDTH,
+                    **fusion_options) -> GuidedDepth:
+    """Stereo-guided depth of the left eye of a 360 ODS pair (each eye H x 2H) or, with `vr180`,
+    of a VR180 pair (each eye W x W): the stereo (matching / vr180), the `estimator`'s fused
+    disparity of the left eye (any estimator of DESIGN.md's protocol; `views` and
+    `fusion_options` as panorama.fusion.estimate_equirect), and the field between them.
+    `stereo`: the pair's StereoDepth when it is already known (it is not matched again);
+    `stereo_width`: the stereo matches eyes area-downscaled to at most this width (the field is
+    smooth: it needs the stereo's scale, not its detail), None for the eyes' own width."""
+    import time
+
+    from .matching import estimate_stereo_equirect, to_float_rgb
+    from .vr180 import estimate_stereo_vr180
+
+    started = time.perf_counter()
+    if stereo is None:
+        small_left, small_right = (_shrunk(to_float_rgb(eye, name), stereo_width)
+                                   for eye, name in ((left, "left eye"), (right, "right eye")))
+        common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, check_eye_order=check_eye_order)
+        if vr180:
+            stereo = estimate_stereo_vr180(small_left, small_right, **common)
+        else:
+            stereo = estimate_stereo_equirect(small_left, small_right, pole_merge=pole_merge, **common)
+    matched = time.perf_counter()
+    left_rgb = np.clip(to_float_rgb(left, "left eye"), 0.0, 1.0)
+    relative, seen, sky, timings = fuse_left_eye(left_rgb, estimator, vr180=vr180, views=views, **fusion_options)
+    fused = time.perf_counter()
+    disparity, mask, field = guide(relative, seen, sky, stereo, wrap=not vr180, max_distance=max_distance, grid=grid)
+    distance = np.full(disparity.shape, np.float32(max_distance))
+    np.divide(np.float32(1.0), disparity, out=distance, where=mask)
+    timings = {"stereo": matched - started, **{f"network_{k}": v for k, v in timings.items()},
+               "network": fused - matched, "guide": time.perf_counter() - fused}
+    return GuidedDepth(disparity, np.minimum(distance, np.float32(max_distance)), mask, sky, stereo, relative,
+                       field, timings)

@@ -1,0 +1,130 @@
+"""Issue 14, point 2: stereo-guided network depth, a relative network's disparity in the stereo's metres.
+
+The network is issue 4's oracle (tests/engine/test_fusion_oracle.py: each view's true
+inverse planar depth under its own random scale and shift, 0.5% noise, and for the
+non-affine oracle a +-10% ramp across the view), run on the left eye of the random rooms of
+test_stereo_rooms (ODS at 2048 x 1024 per eye, 8 samples). Scored against the left eye's
+true distance: AbsRel within +-60 degrees and 20 m, AbsRel over every finite pixel, and the
+coverage of the finite pixels; the stereo alone beside it. Then the whole path with the
+Depth Anything V2 Small fixture weights (tests/reference_fixtures.py) on a still and a clip.
+Run with `pytest -s` for the figures.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from depth360.estimators.media.image_io import read_exr
+from depth360.estimators.models import registry
+from tests.engine.test_fusion_oracle import OracleEstimator
+from tests.engine.test_one_pipeline import _check_kinds, _png, _run, _same_files
+from tests.engine.test_stereo_rooms import ROOMS, room, room_size, run_still, write_top_bottom
+from tests.groundtruth import render_stereo
+from tests.reference_fixtures import fixture_state_dict
+
+GUIDED_BAND_M = 20.0
+
+
+def guided_figures(distance: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> dict:
+    """AbsRel within +-60 degrees and GUIDED_BAND_M, AbsRel over every finite pixel, coverage of those."""
+    height = truth.shape[0]
+    latitude = 90.0 - 180.0 * (np.arange(height) + 0.5) / height
+    finite = np.isfinite(truth)
+    band = (np.abs(latitude) <= 60.0)[:, None] & finite & (truth <= GUIDED_BAND_M)
+    result = {"coverage": float((mask & finite).sum() / finite.sum())}
+    for name, region in (("band", band), ("finite", finite)):
+        scored = region & mask
+        result[name] = float(np.mean(np.abs(distance[scored] - truth[scored]) / truth[scored]))
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ramp", [0.0, 0.1], ids=["affine", "non-affine"])
+@pytest.mark.parametrize("seed", ROOMS)
+def test_guided_depth_with_the_oracle_is_metric_and_dense(tmp_path, seed, ramp):
+    pair = room(seed)
+    truth = np.asarray(pair.left_distance)
+    path = write_top_bottom(tmp_path / "tb.png", pair)
+    oracle = OracleEstimator(truth, seed=seed + 11, ramp=ramp)
+    from depth360.estimators import pipeline
+
+    request = pipeline.EstimateRequest(inputs=(str(path),), output_dir=str(tmp_path / "guided"), layout="top-bottom",
+                                       model="python:oracle.py:make", save=("distance", "mask"))
+    pipeline.run(request, estimator=oracle)
+    guided = guided_figures(read_exr(tmp_path / "guided" / "tb.distance.exr"),
+                            read_exr(tmp_path / "guided" / "tb.mask.exr") > 0.5, truth)
+    stereo = guided_figures(*run_still(path, tmp_path / "stereo", model="stereo", layout="top-bottom"), truth)
+    print(f"\nroom seed {seed} ({room_size(seed)}), oracle {'+-10% ramp' if ramp else 'affine'}: guided AbsRel "
+          f"{guided['band']:.2%} (+-60 deg, <= 20 m), {guided['finite']:.2%} (every finite pixel), coverage "
+          f"{guided['coverage']:.1%}; stereo alone {stereo['band']:.2%}, {stereo['finite']:.2%}, coverage "
+          f"{stereo['coverage']:.1%}")
+    assert guided["band"] <= 0.015 and guided["finite"] <= 0.025 and guided["coverage"] == 1.0
+
+
+@pytest.fixture(scope="module")
+def small_models(tmp_path_factory):
+    small = registry.get("depth-anything-v2-small")
+    models = tmp_path_factory.mktemp("models")
+    torch.save(fixture_state_dict("depth_anything_v2_vits"), models / small.checkpoint)
+    return models
+
+
+@pytest.mark.slow
+def test_depth_anything_v2_small_guided_runs_on_a_still_and_a_clip(tmp_path, small_models):
+    """The fixture weights' depth means nothing; the path must run end to end and write valid files."""
+    frames = [render_stereo("room_moving", width=256, samples=4, frame=n) for n in (1, 2)]
+    tb = [np.concatenate([f.left_rgb, f.right_rgb], axis=0) for f in frames]
+    still = _png(tmp_path / "in" / "shot.png", tb[0])
+    clip = tmp_path / "in" / "clip"
+    for number, frame in enumerate(tb, start=1):
+        _png(clip / f"frame_{number:05d}.png", frame)
+    sequence = tmp_path / "in" / "shot_seq"
+    sequence.mkdir()
+    (sequence / "frame_00001.png").write_bytes(still.read_bytes())
+    out = tmp_path / "out"
+    _run([still, sequence, clip], out, "--model", "depth-anything-v2-small", "--models-dir", str(small_models),
+         "--layout", "top-bottom", "--save", "distance,disparity,mask,preview")
+    _check_kinds(_same_files(out, ("distance", "disparity", "mask")), far=100.0)
+    for number in (1, 2):
+        mask = read_exr(out / "clip" / f"mask_{number:05d}.exr") > 0.5
+        assert mask.shape == (128, 256) and mask.mean() > 0.9  # dense: every pixel the network sees
+    sidecar = json.loads((out / "clip" / "clip.json").read_text())
+    assert sidecar["model"]["adapter"] == "stereo-guided network" and sidecar["model"]["kind"] == "metric-distance"
+    assert sidecar["stereo"]["layout"] == "top-bottom" and sidecar["status"] == "complete"
+
+
+def test_a_pair_without_measurable_stereo_is_written_far_with_a_warning(tmp_path):
+    """A clear sky seen by both eyes (a gradient, slightly different per eye: not one picture): the
+    stereo measures nothing, so nothing gets a metric distance; a warning, valid files, exit 0."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    rows = np.linspace(0.0, 1.0, 64)[:, None, None]
+    sky = (1 - rows) * np.array([0.2, 0.4, 0.9]) + rows * np.array([0.8, 0.85, 0.95])
+    left = np.broadcast_to(sky, (64, 128, 3))
+    right = np.clip(left + np.random.default_rng(3).normal(0, 0.01, left.shape), 0, 1)
+    path = _png(tmp_path / "sky.png", np.concatenate([left, right], axis=0))
+    plugin = tmp_path / "model.py"
+    plugin.write_text(textwrap.dedent("""
+        import numpy as np
+        class Model:
+            kind = "relative-disparity"
+            def predict(self, images, rays):
+                return np.full(images.shape[:3], 0.3, np.float32)
+        def make():
+            return Model()
+    """))
+    depth360 = Path(sys.executable).with_name("depth360")
+    result = subprocess.run([str(depth360), "estimate", str(path), "-o", str(tmp_path / "out"), "--layout", "top-bottom",
+                             "--model", f"python:{plugin}:make", "--save", "distance,disparity,mask"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "warning" in result.stderr and "Traceback" not in result.stderr
+    assert np.all(read_exr(tmp_path / "out" / "sky.mask.exr") == 0.0)
+    assert np.all(read_exr(tmp_path / "out" / "sky.distance.exr") == 100.0)

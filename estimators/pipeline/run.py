@@ -352,11 +352,13 @@ class SourceRun:
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""
-        stabiliser = make_stabiliser(self.settings)
+        # A frame estimator may bring its own post stage (pipeline.device_frames: on its device).
+        stabiliser = getattr(self.frame_estimator, "make_stabiliser", make_stabiliser)(self.settings)
+        post = getattr(self.frame_estimator, "postprocess_frame", postprocess_frame)
         while (item := self.stages.get(self.estimated_q)) is not END:
             number, picture, keep, prediction = item
             tick = time.perf_counter()
-            depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep)
+            depth = post(number, prediction, picture, self.settings, stabiliser, keep)
             if depth is not None and not depth.mask.any():
                 where = "the picture" if self.source.still else f"frame {number}"
                 self.warn(f"{where} has nothing but sky (or no texture at all): written at far, mask 0")

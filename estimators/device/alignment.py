@@ -22,8 +22,8 @@ import torch
 from ..panorama.alignment import KINDS, OBSERVABILITY_FLOOR, SCALE_RIDGE, SIGMA_FLOOR, Alignment
 from ..panorama.projection import View
 from . import stats
+from .blending import read_views
 from .geometry import overlap_geometry, view_cosines
-from .sampler import pad_equirect, sample
 
 F64 = torch.float64
 
@@ -75,19 +75,15 @@ def overlap_samples(maps: torch.Tensor, ok: torch.Tensor, views: tuple[View, ...
     """alignment._overlap_samples: each view's valid samples, sorted by pixel, and their pairs."""
     geo = overlap_geometry(views, sample_h, maps.device)
     source = torch.stack((ok.to(torch.float32), maps.to(torch.float32),
-                          view_cosines(views, maps.device).to(torch.float32)), dim=1)
-    if views[0].projection == "equirect":
-        source = pad_equirect(source)
-    sampled = sample(source, geo.grid)  # [V, 3, Pmax]
-    good = (sampled[:, 0] > 0.999).cpu().numpy()
+                          view_cosines(views, maps.device).to(torch.float32)))  # [3, V, h, w]
+    sampled = read_views(geo.reads, geo.source_pad, source)  # [3, V * longest]
+    good = (sampled[0] > 0.999).cpu().numpy()
     parts, flat = [], []
-    longest = sampled.shape[2]
-    for i, count in enumerate(geo.counts):
-        keep = good[i, :count]
-        if count == 0 or not keep.any():
-            continue
-        parts.append((geo.pixels[i][keep], np.full(int(keep.sum()), i), geo.a[i][keep], geo.b[i][keep]))
-        flat.append(i * longest + np.flatnonzero(keep))
+    for i, count in enumerate(geo.reads.counts):
+        keep = good[i * geo.reads.longest:i * geo.reads.longest + count]
+        if count and keep.any():
+            parts.append((geo.pixels[i][keep], np.full(int(keep.sum()), i), geo.a[i][keep], geo.b[i][keep]))
+            flat.append(i * geo.reads.longest + np.flatnonzero(keep))
     if not parts:
         return None
     pix, view, a, b = (np.concatenate(col) for col in zip(*parts, strict=True))
@@ -96,8 +92,8 @@ def overlap_samples(maps: torch.Tensor, ok: torch.Tensor, views: tuple[View, ...
     if first.size == 0:
         return None
     index = torch.from_numpy(np.concatenate(flat)[order]).to(maps.device)
-    value = sampled[:, 1].reshape(-1)[index].to(F64)
-    cos = sampled[:, 2].reshape(-1)[index].to(F64)
+    value = sampled[1][index].to(F64)
+    cos = sampled[2][index].to(F64)
     view = view[order]
     device = maps.device
     return Samples(

@@ -12,19 +12,24 @@ import torch
 
 from ..panorama.projection import View
 from .geometry import Footprints, footprints
-from .sampler import pad_equirect, sample
+from .sampler import ViewReads, pad_equirect
 
 TINY = torch.finfo(torch.float32).tiny
+# Read the views' maps with cv2's own arithmetic (sampler.ViewReads): the numpy trip's bits on a
+# CPU, at several times the cost; by default grid_sample, within an ulp or two of them.
+EXACT_READS = False
+
+
+def read_views(reads: ViewReads, source_pad: int, maps: torch.Tensor) -> torch.Tensor:
+    """maps [C, V, h, w] -> their values at the reads' points [C, V * longest] (cv2.remap's)."""
+    source = maps.to(torch.float32)
+    if source_pad:
+        source = pad_equirect(source, source_pad)
+    return reads.read(source)
 
 
 def _sampled(fp: Footprints, maps: torch.Tensor) -> torch.Tensor:
-    """maps [F, V, h, w] -> values at every footprint entry [F, V * Pmax]."""
-    count = maps.shape[0]
-    source = maps.transpose(0, 1)  # views are the batch, frames the channels
-    if fp.padded:
-        source = pad_equirect(source)
-    values = sample(source.contiguous(), fp.grid)  # [V, F, Pmax]
-    return values.transpose(0, 1).reshape(count, -1)
+    return read_views(fp.reads, fp.source_pad, maps)
 
 
 def blend(maps: torch.Tensor, views: tuple[View, ...], height: int, width: int,
@@ -36,7 +41,7 @@ def blend(maps: torch.Tensor, views: tuple[View, ...], height: int, width: int,
     """
     count = maps.shape[0]
     size = height * width
-    fp = footprints(tuple(views), height, width, maps.device)
+    fp = footprints(tuple(views), height, width, maps.device, EXACT_READS)
     weights = fp.weights.expand(count, -1)
     if valid is not None and bool(valid.all()):
         valid = None
@@ -47,6 +52,6 @@ def blend(maps: torch.Tensor, views: tuple[View, ...], height: int, width: int,
         weight_sum = torch.zeros(count, size + 1, dtype=torch.float32, device=maps.device)
         weight_sum = weight_sum.index_add_(1, fp.pixels, weights)[:, :size]
     total = torch.zeros(count, size + 1, dtype=torch.float32, device=maps.device)
-    total.index_add_(1, fp.pixels, _sampled(fp, maps.to(torch.float32)).mul_(weights))
+    total.index_add_(1, fp.pixels, _sampled(fp, maps).mul_(weights))
     merged = total[:, :size] / torch.clamp(weight_sum, min=TINY)
     return merged.reshape(count, height, width), weight_sum.reshape(count, height, width).clone()

@@ -17,7 +17,7 @@ import torch
 from ..panorama.blending import view_weight
 from ..panorama.equirect import direction_to_pixel
 from ..panorama.projection import View, footprint
-from .sampler import cv2_taps, make_grid
+from .sampler import ViewReads, cv2_taps, make_grid
 
 PAD = 2  # the numpy reference's equirect padding (projection._PAD)
 ALIGN_EDGE = 0.98  # overlap samples keep off the views' outer 1% (alignment._overlap_samples)
@@ -84,20 +84,20 @@ def view_cosines(views: tuple[View, ...], device) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class Footprints:
-    """Where every view lands in an H x W panorama, batched over views.
+    """Where every view lands in an H x W panorama.
 
-    `grid` [V, 1, Pmax, 2]: each view's footprint pixels in its (padded, for an equirect
-    view) map; a view with fewer than Pmax pixels repeats its last one. `pixels` [V * Pmax]:
-    the equirect pixel of each entry, H * W (a spare slot past the panorama) for the
-    repeats; `weights` [V * Pmax]: their border weights, 0 for the repeats; `weight_sum`
-    [H * W] over all views.
+    `reads`: each view's footprint points read from its map (sampler.ViewReads, over the
+    maps padded by `source_pad`: 2 for an equirect view, pad_equirect's border, else 0), in
+    the padded layout [V * longest]; `pixels` [V * longest]: each entry's equirect pixel, H * W
+    (a spare slot past the panorama) for the padding; `weights`: its border weight, 0 for the
+    padding; `weight_sum` [H * W] over all views.
     """
 
-    grid: torch.Tensor
+    reads: ViewReads
     pixels: torch.Tensor
     weights: torch.Tensor
     weight_sum: torch.Tensor
-    padded: bool
+    source_pad: int
 
 
 def _view_footprint(view: View, height: int, width: int):
@@ -109,31 +109,29 @@ def _view_footprint(view: View, height: int, width: int):
     return fp.pixels, fp.x, fp.y, weights
 
 
+def view_reads(xs, ys, views: tuple[View, ...], device, exact: bool) -> tuple[ViewReads, int]:
+    """ViewReads of per-view point lists in the views' maps (padded for an equirect view)."""
+    h, w = view_size(views)
+    pad = PAD if views[0].projection == "equirect" else 0
+    return ViewReads(xs, ys, h + 2 * pad, w + 2 * pad, device, exact), pad
+
+
 def _padded(values: np.ndarray, length: int, fill) -> np.ndarray:
-    tail = np.full(length - values.size, fill if values.size == 0 or fill is not None else values[-1],
-                   values.dtype)
-    return np.concatenate((values, tail))
+    return np.concatenate((values, np.full(length - values.size, fill, values.dtype)))
 
 
 @functools.lru_cache(maxsize=4)
-def footprints(views: tuple[View, ...], height: int, width: int, device) -> Footprints:
-    """The batched footprints of `views` in an H x W panorama (see Footprints)."""
-    h, w = view_size(views)
-    padded = views[0].projection == "equirect"
-    source = (h + 2 * PAD, w + 2 * PAD) if padded else (h, w)
+def footprints(views: tuple[View, ...], height: int, width: int, device, exact: bool = False) -> Footprints:
+    """The footprints of `views` in an H x W panorama (see Footprints; `exact`: ViewReads')."""
     parts = [_view_footprint(view, height, width) for view in views]
-    longest = max(max(p[0].size for p in parts), 1)
-    grids, pixels, weights = [], [], []
     weight_sum = np.zeros(height * width, np.float32)
-    for pix, x, y, wts in parts:
-        grids.append(make_grid(_padded(x, longest, None if x.size else 0.0),
-                               _padded(y, longest, None if y.size else 0.0), *source, "cpu"))
-        pixels.append(_padded(pix.astype(np.int64), longest, height * width))
-        weights.append(_padded(wts, longest, 0.0))
+    for pix, _, _, wts in parts:
         weight_sum[pix] += wts
-    return Footprints(torch.cat(grids).to(device), torch.from_numpy(np.concatenate(pixels)).to(device),
-                      torch.from_numpy(np.concatenate(weights)).to(device), torch.from_numpy(weight_sum).to(device),
-                      padded)
+    reads, pad = view_reads([p[1] for p in parts], [p[2] for p in parts], views, device, exact)
+    pixels = np.concatenate([_padded(p[0].astype(np.int64), reads.longest, height * width) for p in parts])
+    weights = np.concatenate([_padded(p[3], reads.longest, 0.0) for p in parts])
+    return Footprints(reads, torch.from_numpy(pixels).to(device), torch.from_numpy(weights).to(device),
+                      torch.from_numpy(weight_sum).to(device), pad)
 
 
 @functools.lru_cache(maxsize=8)
@@ -151,20 +149,19 @@ def nearest_pixels(views: tuple[View, ...], height: int, width: int, device) -> 
 @dataclass(frozen=True)
 class OverlapGeometry:
     """Per view, the sample pixels of alignment._overlap_samples before the validity test:
-    `pixels`, `a`, `b` (numpy, small) and `grid` [V, 1, Pmax, 2] into the view maps
-    (`counts` [V] real entries each, the rest padding)."""
+    `pixels`, `a`, `b` (numpy, small) and `reads` of them from the views' maps (exact: the
+    alignment's samples are cv2's to the bit), `source_pad` as Footprints'."""
 
     pixels: tuple[np.ndarray, ...]
     a: tuple[np.ndarray, ...]
     b: tuple[np.ndarray, ...]
-    grid: torch.Tensor
-    counts: tuple[int, ...]
+    reads: ViewReads
+    source_pad: int
 
 
 @functools.lru_cache(maxsize=8)
 def overlap_geometry(views: tuple[View, ...], sample_h: int, device) -> OverlapGeometry:
     """The alignment's overlap sample layout on an equirect grid `sample_h` rows high."""
-    h, w = view_size(views)
     padded = views[0].projection == "equirect"
     pixels, a, b, xs, ys = [], [], [], [], []
     for view in views:
@@ -175,12 +172,5 @@ def overlap_geometry(views: tuple[View, ...], sample_h: int, device) -> OverlapG
         b.append(sub.b)
         xs.append(sub.x + np.float32(PAD) if padded else sub.x)
         ys.append(sub.y + np.float32(PAD) if padded else sub.y)
-    longest = max(max(p.size for p in pixels), 1)
-    source = (h + 2 * PAD, w + 2 * PAD) if padded else (h, w)
-    grids = []
-    for x, y in zip(xs, ys, strict=True):
-        tail = longest - x.size
-        grids.append(make_grid(np.r_[x, np.zeros(tail, np.float32)], np.r_[y, np.zeros(tail, np.float32)],
-                               *source, "cpu"))
-    return OverlapGeometry(tuple(pixels), tuple(a), tuple(b), torch.cat(grids).to(device),
-                           tuple(p.size for p in pixels))
+    reads, pad = view_reads(xs, ys, views, device, exact=True)
+    return OverlapGeometry(tuple(pixels), tuple(a), tuple(b), reads, pad)

@@ -10,6 +10,7 @@ synchronous copies (on the CPU: none at all, the tensor shares the array's memor
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,9 @@ def upload(array: np.ndarray, device: torch.device) -> torch.Tensor:
     """`array` as a tensor on `device` (non-blocking through pinned memory on CUDA)."""
     array = np.ascontiguousarray(array)
     if device.type != "cuda":
-        return torch.from_numpy(array).to(device)
+        with warnings.catch_warnings():  # a read-only array (a cached frame): the trip never writes to it
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            return torch.from_numpy(array).to(device)
     pinned = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, pin_memory=True)
     pinned.numpy()[...] = array
     return pinned.to(device, non_blocking=True)

@@ -18,7 +18,6 @@ from collections import OrderedDict
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..video.temporal import KINDS, StabiliserSettings, build_reference, robust_affine_fit
 
@@ -51,18 +50,22 @@ def _area_table(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weight
 
 
+@functools.lru_cache(maxsize=16)
+def _area_matrix(source: int, target: int, device) -> torch.Tensor:
+    """The INTER_AREA weights along one axis as a dense [target, source] matrix (banded)."""
+    index, weight = _area_table(source, target)
+    matrix = np.zeros((target, source), np.float32)
+    np.add.at(matrix, (np.repeat(np.arange(target), index.shape[1]), index.reshape(-1)), weight.reshape(-1))
+    return torch.from_numpy(matrix).to(device)
+
+
 def area_resize(values: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """cv2.resize(values [H, W] float32, (cols, rows), INTER_AREA) for a shrink, on the device."""
+    """cv2.resize(values [H, W] float32, (cols, rows), INTER_AREA) for a shrink, on the device:
+    OpenCV's weights, applied as two matrix products (rows, then columns)."""
     height, width = values.shape
-    out = values.to(torch.float32)
-    for axis, (source, target) in enumerate(((height, rows), (width, cols))):
-        index, weight = (torch.from_numpy(t).to(values.device) for t in _area_table(source, target))
-        taken = out.index_select(axis, index.reshape(-1))
-        if axis == 0:
-            out = (taken.reshape(target, index.shape[1], -1) * weight[:, :, None]).sum(dim=1)
-        else:
-            out = (taken.reshape(-1, target, index.shape[1]) * weight[None]).sum(dim=2)
-    return out
+    across = _area_matrix(width, cols, values.device)
+    down = _area_matrix(height, rows, values.device)
+    return (down @ values.to(torch.float32)) @ across.T
 
 
 def fit_grid(disparity: torch.Tensor, valid: torch.Tensor, rows: int) -> tuple[np.ndarray, np.ndarray]:
@@ -81,17 +84,36 @@ def fit_grid(disparity: torch.Tensor, valid: torch.Tensor, rows: int) -> tuple[n
 
 def to_colour8(colour: torch.Tensor) -> torch.Tensor:
     """cv2.convertScaleAbs(colour, alpha=255): |255 x| rounded half to even, saturated, uint8."""
-    return torch.round(torch.abs(colour.to(torch.float32) * 255.0)).clamp_(0.0, 255.0).to(torch.uint8)
+    scaled = colour.to(torch.float32) * 255.0
+    return scaled.abs_().round_().clamp_(0.0, 255.0).to(torch.uint8)
+
+
+def _first_level_at_or_above(threshold: float) -> int:
+    """The smallest 8-bit level numpy counts as `>= threshold` (256: none)."""
+    levels = np.arange(256, dtype=np.uint8)
+    reached = np.flatnonzero(levels >= threshold)
+    return int(reached[0]) if reached.size else 256
+
+
+def _grow(mask: torch.Tensor, wrap: bool) -> torch.Tensor:
+    """3 x 3 dilation of a bool map: columns wrapped (or the edge repeated), nothing past the top
+    and bottom rows (cv2.dilate of pad_columns' result); as two separable ORs."""
+    left, right = (mask[:, -1:], mask[:, :1]) if wrap else (mask[:, :1], mask[:, -1:])
+    padded = torch.cat((left, mask, right), dim=1)
+    across = padded[:, :-2] | padded[:, 1:-1] | padded[:, 2:]
+    grown = across.clone()
+    grown[1:] |= across[:-1]
+    grown[:-1] |= across[1:]
+    return grown
 
 
 def changed_pixels(colour8: torch.Tensor, past8: torch.Tensor, threshold: float, wrap: bool) -> torch.Tensor:
     """Where the largest channel difference reaches `threshold`, grown by one pixel (3 x 3): bool [H, W]."""
-    largest = (colour8.to(torch.int16) - past8.to(torch.int16)).abs_().amax(dim=-1)
-    changed = (largest.to(torch.float32) >= threshold).to(torch.float32)
-    left, right = (changed[:, -1:], changed[:, :1]) if wrap else (changed[:, :1], changed[:, -1:])
-    padded = torch.cat((left, changed, right), dim=1)  # pad_columns: wrapped, or the edge repeated
-    grown = F.max_pool2d(padded[None, None], 3, stride=1, padding=1)[0, 0, :, 1:-1]
-    return grown > 0
+    difference = torch.maximum(colour8, past8) - torch.minimum(colour8, past8)  # cv2.absdiff, in uint8
+    largest = torch.maximum(torch.maximum(difference[..., 0], difference[..., 1]), difference[..., 2])
+    level = _first_level_at_or_above(threshold)
+    changed = largest >= level if level < 256 else torch.zeros_like(largest, dtype=torch.bool)
+    return _grow(changed, wrap)
 
 
 class DeviceStabiliser:
@@ -140,19 +162,18 @@ class DeviceStabiliser:
     def _filter(self, number: int, aligned: torch.Tensor, valid: torch.Tensor, colour) -> torch.Tensor:
         settings = self.settings
         device = aligned.device
-        colour8 = to_colour8(torch.as_tensor(np.asarray(colour)).to(device) if not torch.is_tensor(colour) else colour)
+        colour = colour if torch.is_tensor(colour) else torch.from_numpy(np.asarray(colour, np.float32)).to(device)
+        colour8 = to_colour8(colour)
         for old in [n for n in self._history if n < number - settings.filter_window]:
             del self._history[old]
-        valid_f = valid.to(torch.float32)
-        total = aligned * valid_f
-        weight = valid_f.clone()
+        total = aligned.clone()  # the reference's aligned x valid: aligned is already 0 off the mask
+        weight = valid.to(torch.float32)
+        zero = torch.zeros((), device=device)
         for past_number, (past_aligned, past_valid, past_colour8) in self._history.items():
             changed = changed_pixels(colour8, past_colour8, settings.colour_threshold * 255.0, self.wrap)
-            decay = float(np.float32(settings.filter_decay ** (number - past_number)))
-            use = (past_valid & ~changed).to(torch.float32) * decay
-            use *= valid_f
+            decay = torch.tensor(np.float32(settings.filter_decay ** (number - past_number)), device=device)
+            use = torch.where(past_valid & ~changed & valid, decay, zero)
             total += use * past_aligned
             weight += use
         self._history[number] = (aligned, valid, colour8)
-        zero = torch.zeros((), device=device)
         return torch.where(weight > 0, total / torch.clamp(weight, min=1e-30), zero)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..device import calibration as device_calibration
 from ..device import memory, transfer
-from ..device.fusion import estimate_frames, layout_views, resolve_options
+from ..device.fusion import estimate_frames, layout_views, resolve_options, trip_threads
 from ..device.temporal import DeviceStabiliser
 from ..errors import BadInputError
 from .frame_depth import FrameDepth, make_stabiliser, postprocess_frame
@@ -130,7 +130,8 @@ class DeviceFusionFrameEstimator(FusionFrameEstimator):
         """frame_depth.postprocess_frame for a prediction on the device."""
         if not device_post(settings):
             return postprocess_frame(number, prediction.to_host(), rgb, settings, stabiliser, keep)
-        return postprocess_on_device(number, prediction, settings, stabiliser, keep)
+        with trip_threads(self.device):
+            return postprocess_on_device(number, prediction, settings, stabiliser, keep)
 
 
 def postprocess_on_device(number: int, prediction: DevicePrediction, settings: DepthSettings, stabiliser,

@@ -48,9 +48,10 @@ def download(tensor: torch.Tensor) -> Download:
     if tensor.device.type != "cuda":
         return Download(tensor.detach().cpu())
     host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
-    host.copy_(tensor, non_blocking=True)
-    event = torch.cuda.Event()
-    event.record()
+    with torch.cuda.device(tensor.device):  # the event belongs to the tensor's device and stream
+        host.copy_(tensor, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record(torch.cuda.current_stream(tensor.device))
     return Download(host, event)
 
 

@@ -79,11 +79,13 @@ class DeviceFusionFrameEstimator(FusionFrameEstimator):
         capacity = memory.device_capacity(self.device)
         if capacity is None or self._planned == (height, width):
             return
-        parameters = sum(p.numel() for p in self.estimator.network.parameters())
+        network = getattr(self.estimator, "network", None)
+        parameters = sum(p.numel() for p in network.parameters()) if network is not None else 100_000_000
+        precision = getattr(self.estimator, "precision", "fp16")
         plan = memory.plan_batches(
             height, width, len(layout), layout[0].width, preset=self.views if isinstance(self.views, str) else "ico",
             weights_bytes=parameters * 4, capacity_bytes=capacity, max_frames=MAX_FRAMES_PER_CALL,
-            view_bytes=memory.network_view_bytes(parameters, layout[0].width, self.estimator.precision))
+            view_bytes=memory.network_view_bytes(parameters, max(layout[0].width, 518), precision))
         self.batch_size, self.view_batch = plan.frames, plan.views
         self._planned = (height, width)
 

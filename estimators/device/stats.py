@@ -92,16 +92,6 @@ def median(values: torch.Tensor) -> float:
     return float(np.mean(_kth_values(values, middle)))
 
 
-def batched_kth(values: torch.Tensor, counts: torch.Tensor, fractions: list[float]) -> torch.Tensor:
-    """Per row of `values` [B, n] (its first counts[b] entries valid, the rest +inf), the
-    order statistics at index floor(fraction * (count - 1)): [B, len(fractions)]. For
-    decisions that need no numpy bit-equality (sizes, ranges)."""
-    ordered = torch.sort(values, dim=1).values
-    index = torch.stack([torch.floor(f * (counts - 1).clamp(min=0).to(torch.float64)).long()
-                         for f in fractions], dim=1)
-    return torch.gather(ordered, 1, index)
-
-
 _PICKS: dict[tuple[int, str], torch.Tensor] = {}
 
 

@@ -94,6 +94,33 @@ class NetworkEstimator:
                 result[start:stop] = resized.cpu().numpy()
         return result
 
+    def predict_tensor(self, images):
+        """`predict` for RGB images already on the network's device: tensor [N, h, w, 3] (0..1) ->
+        the official output float32 [N, h, w] there, with no trip through the host.
+
+        The input preparation is the official one done with torch: a view of another size
+        than the network's input is resized with torch's bicubic (OpenCV's, on the host path;
+        the 360 trip's views have the network's own size by default, so neither runs), then
+        normalised in float32 (the host path: float64, then float32; they differ in the last bit).
+        """
+        import torch
+        import torch.nn.functional as F
+
+        from .preprocessing import network_input_shape, resize_output
+
+        count, height, width = images.shape[:3]
+        size = network_input_shape(height, width, self.spec)
+        tensor = images.to(self.device, torch.float32).permute(0, 3, 1, 2)
+        if size != (height, width):
+            tensor = F.interpolate(tensor, size=size, mode="bicubic", align_corners=False)
+        mean = torch.tensor(self.spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        tensor = ((tensor - mean) / std).contiguous()
+        with torch.no_grad(), autocast(self.device, self.dtype):
+            raw = self.network(tensor)
+        with torch.no_grad():
+            return resize_output(raw.float(), (height, width), self.spec)
+
 
 def load_estimator(
     name: str,

@@ -372,4 +372,8 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
                                     pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn)
     if request.projection == "perspective":
         return PlainFrameEstimator(estimator, projection="perspective")
+    from .device_frames import DeviceFusionFrameEstimator, runs_on_torch_device
+
+    if runs_on_torch_device(estimator):  # a network: the whole trip on its device (pipeline.device_frames)
+        return DeviceFusionFrameEstimator(estimator, request.views or "cube")
     return FusionFrameEstimator(estimator, request.views or "cube")

@@ -23,6 +23,7 @@ absent; the sidecar records the run (pipeline.sidecar).
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import sys
@@ -39,16 +40,18 @@ from ..video.temporal import StabiliserSettings
 from . import resume
 from .frame_depth import make_stabiliser, postprocess_frame
 from .frame_estimators import build_frame_estimator, check_stereo_frame
-from .outputs import OutputLayout, describe_outputs, render_frame, write_frame
+from .outputs import OutputLayout, describe_outputs
 from .progress import Progress
 from .request import EstimateRequest
 from .settings import DepthSettings, resolve_settings, saved_kinds, uncalibrated_note
 from .sidecar import Sidecar, camera_content, end_content, recorded_model, start_content
 from .sources import Source, open_sources
 from .stages import END, StageThreads
+from .writers import FrameWriter, default_writers
 
 QUEUE_FRAMES = 4  # frames buffered between stages, beyond one batch
 SOLVE_QUEUE = 64  # camera poses the solve may run ahead of the read stage
+DECODE_THREADS = 4  # an image sequence's files decoded at once (pipeline.sources)
 
 
 @dataclass(frozen=True)
@@ -195,12 +198,13 @@ def _total_frames(request: EstimateRequest, sources: list[Source]) -> int:
 
 def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
         stabiliser: StabiliserSettings | None = None, camera: SolveSettings | None = None,
-        stdout: TextIO | None = None, stderr: TextIO | None = None) -> RunResult:
+        stdout: TextIO | None = None, stderr: TextIO | None = None, writers: int | None = None) -> RunResult:
     """Run `request` (module docstring); the result of every input.
 
     `estimator`: an estimator object to use instead of loading `request.model`;
     `frame_estimator`: a whole frame estimator (pipeline.frame_estimators) to use as is;
-    `stabiliser`: tuned temporal settings; `camera`: tuned camera-solve settings. Raises BadInputError (exit 2) for bad usage or
+    `stabiliser`: tuned temporal settings; `camera`: tuned camera-solve settings. `writers`: worker processes
+    that render and write the files (pipeline.writers; None: `default_writers`). Raises BadInputError (exit 2) for bad usage or
     input, naming the file, before anything of that input is written; WeightsMissingError;
     Depth360Error for an unwritable output folder.
     """
@@ -224,7 +228,7 @@ def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
             reporter.relabel(source.name)
             try:
                 results.append(SourceRun(request, source, frame_estimator, reporter, stabiliser, stderr,
-                                         estimator, load_s, camera).run())
+                                         estimator, load_s, camera, writers).run())
             except Depth360Error as error:
                 raise _prefixed(error, source.path) from None
     finally:
@@ -237,7 +241,7 @@ class SourceRun:
 
     def __init__(self, request: EstimateRequest, source: Source, frame_estimator, reporter: Progress,
                  stabiliser: StabiliserSettings | None, stderr: TextIO, estimator=None, load_s: float = 0.0,
-                 camera: SolveSettings | None = None):
+                 camera: SolveSettings | None = None, writers: int | None = None):
         self.request = request
         self.load_s = load_s
         self.source = source
@@ -262,6 +266,7 @@ class SourceRun:
         self.solve = None if source.still else self.settings.camera
         self.solver: CameraSolver | None = None
         self.cameras: dict[int, dict] = {}
+        self.writer = FrameWriter(default_writers(source, self.frame_estimator) if writers is None else writers)
 
     def warn(self, message: str) -> None:
         """A warning about this input: on stderr (off the bar's line) and in the sidecar."""
@@ -330,6 +335,7 @@ class SourceRun:
             error = caught
             raise
         finally:
+            self.writer.close()
             self._close(error, time.perf_counter() - started)
         return self._result(time.perf_counter() - started)
 
@@ -339,7 +345,7 @@ class SourceRun:
             self.stages.put(self.read_q, END)
             return
         tick = time.perf_counter()
-        for number, rgb in self.source.frames(self.start, self.last, wanted=self.needed):
+        for number, rgb in self.source.frames(self.start, self.last, wanted=self.needed, workers=DECODE_THREADS):
             self.last_seen = max(self.last_seen, number)
             self.stages.add_busy("read", time.perf_counter() - tick)
             camera = self._pose_of(number) if self.solve is not None else None
@@ -415,11 +421,13 @@ class SourceRun:
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""
-        stabiliser = make_stabiliser(self.settings)
+        # A frame estimator may bring its own post stage (pipeline.device_frames: on its device).
+        stabiliser = getattr(self.frame_estimator, "make_stabiliser", make_stabiliser)(self.settings)
+        post = getattr(self.frame_estimator, "postprocess_frame", postprocess_frame)
         while (item := self.stages.get(self.estimated_q)) is not END:
             number, picture, keep, prediction, camera = item
             tick = time.perf_counter()
-            depth = postprocess_frame(number, prediction, picture, self.settings, stabiliser, keep, camera)
+            depth = post(number, prediction, picture, self.settings, stabiliser, keep, camera)
             if depth is not None and not depth.mask.any():
                 where = "the picture" if self.source.still else f"frame {number}"
                 self.warn(f"{where} has nothing but sky (or no texture at all): written at far, mask 0")
@@ -428,29 +436,45 @@ class SourceRun:
             else:
                 if depth.camera is not None:
                     self.cameras[number] = depth.camera
-                files = render_frame(number, self.layout, self.save, picture, depth, self.settings, self.plate)
+                files = self.writer.prepare(number, self.layout, self.save, picture, depth, self.settings, self.plate)
                 self.stages.put(self.files_q, files)
             self.stages.add_busy("post", time.perf_counter() - tick)
         self.stages.put(self.files_q, END)
 
     def write(self) -> None:
-        """Stage 4: the sidecar before the first file, then each frame's files and the preview video."""
-        emitted = self.first - 1  # the last frame put into the preview video
+        """Stage 4: the sidecar before the first file, then each frame's files (pipeline.writers: perhaps
+        several frames at once, on worker processes), taken back in order: preview video, progress."""
+        self.emitted = self.first - 1  # the last frame put into the preview video
+        pending: collections.deque = collections.deque()
         while (files := self.stages.get(self.files_q)) is not END:
             tick = time.perf_counter()
             if not self.sidecar.written:
                 self.sidecar.write(**self._start_content(), size={"width": files.size[0], "height": files.size[1]})
-            self.png16_ranges.update(write_frame(self.layout, files))
-            if self.preview is not None:
-                self._preview_until(emitted, files.number)
-                self.preview.add(files.preview)
-                emitted = files.number
+            pending.append((files, self.writer.submit(files, self.layout)))
+            while pending and (len(pending) >= self.writer.in_flight or pending[0][1].done()):
+                self._written(*pending.popleft())
             self.stages.add_busy("write", time.perf_counter() - tick)
-            self.written.append(files.number)
-            self.reporter.frame_done(files.number)
+        tick = time.perf_counter()
+        while pending:
+            self._written(*pending.popleft())
+        self.stages.add_busy("write", time.perf_counter() - tick)
         if self.preview is not None:
-            end = self.last if self.last is not None else max(self.last_seen, emitted)
-            self._preview_until(emitted, end + 1)
+            end = self.last if self.last is not None else max(self.last_seen, self.emitted)
+            self._preview_until(self.emitted, end + 1)
+
+    def _written(self, files, future) -> None:
+        """A frame whose files are all written: its ranges, its preview in the video, the progress."""
+        try:
+            ranges, preview = future.result()
+        finally:
+            self.writer.release(files)
+        self.png16_ranges.update(ranges)
+        if self.preview is not None:
+            self._preview_until(self.emitted, files.number)
+            self.preview.add(preview)
+            self.emitted = files.number
+        self.written.append(files.number)
+        self.reporter.frame_done(files.number)
 
     def _preview_until(self, emitted: int, number: int) -> None:
         """Put the previews of already complete frames emitted+1 .. number-1 into the video."""

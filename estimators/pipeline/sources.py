@@ -55,10 +55,17 @@ class Source:
     def notes(self) -> tuple[str, ...]:
         return () if self.info is None else self.info.notes
 
-    def frames(self, first: int, last: int | None,
-               wanted: Callable[[int], bool] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """(number, float32 RGB [H, W, 3] 0..1) for frames first..last; BadInputError naming the file."""
-        if self.info is not None:
+    def frames(self, first: int, last: int | None, wanted: Callable[[int], bool] | None = None,
+               workers: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+        """(number, float32 RGB [H, W, 3] 0..1) for frames first..last; BadInputError naming the file.
+
+        `workers` > 0: an image sequence's files are decoded that many at a time on worker
+        threads, ahead of the frame being yielded (in order; an error where its frame comes).
+        A video decodes in order (PyAV's own frame threads).
+        """
+        if self.kind == "sequence" and workers > 0:
+            yield from _decoded_ahead(self.info, first, last, wanted, workers)
+        elif self.info is not None:
             yield from video_io.read_frames(self.info, first, last, wanted=wanted)
         elif first == 1 and (wanted is None or wanted(1)):
             yield 1, image_io.read_image(self.path)
@@ -77,6 +84,32 @@ class Source:
                     "width": self.info.width, "height": self.info.height}
         stat = os.stat(self.path)
         return {"bytes": stat.st_size, "modified_ns": stat.st_mtime_ns}
+
+
+def _decoded_ahead(info: video_io.SourceInfo, first: int, last: int | None, wanted, workers: int):
+    """A sequence's frames decoded on `workers` threads, at most 2 x workers ahead, yielded in order."""
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = len(info.files) if last is None else last
+    numbers = (n for n in range(first, stop + 1) if wanted is None or wanted(n))
+    if last is not None and last > len(info.files):  # the reader's own message for a range past the end
+        yield from video_io.read_frames(info, first, last, wanted=wanted)
+        return
+
+    def one(number: int) -> np.ndarray:
+        return next(iter(video_io.read_frames(info, number, number)))[1]
+
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="depth360-decode") as pool:
+        ahead: deque = deque()
+        for number in numbers:
+            ahead.append((number, pool.submit(one, number)))
+            if len(ahead) >= 2 * workers:
+                number, future = ahead.popleft()
+                yield number, future.result()
+        while ahead:
+            number, future = ahead.popleft()
+            yield number, future.result()
 
 
 def open_source(text: str | os.PathLike) -> Source:

@@ -44,6 +44,7 @@ REACH_TIMEOUT_S = 5.0  # a TCP connection to the address
 CONNECT_TIMEOUT_S = 20.0  # joining the cluster once the address answers
 POLL_S = 0.2
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
+HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
 FATAL_EXIT_STATUSES = (2, 3)  # bad input, weights missing: the same on every try
 
 
@@ -79,8 +80,12 @@ class Attempt:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return (text[0] if text else type(error).__name__)[:300]
+    """The error's first line, cut to its first sentence where it is long."""
+    lines = str(error).strip().splitlines()
+    line = lines[0] if lines else type(error).__name__
+    if len(line) > 160 and ". " in line:
+        line = line.split(". ", 1)[0]
+    return line[:300]
 
 
 def _reachable(options: ClusterOptions) -> None:
@@ -88,8 +93,9 @@ def _reachable(options: ClusterOptions) -> None:
     try:
         socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
     except OSError as error:
-        reason = "no answer" if isinstance(error, TimeoutError) else (error.strerror or str(error))
-        raise ClusterError(f"cannot reach {options.describe()}: {reason} within {REACH_TIMEOUT_S:.0f} s (is "
+        reason = f"no answer within {REACH_TIMEOUT_S:.0f} s" if isinstance(error, TimeoutError) else \
+            (error.strerror or str(error))
+        raise ClusterError(f"cannot reach {options.describe()}: {reason} (is "
                            "`ray start --head` running there, and its port open to this machine?)") from None
 
 
@@ -116,10 +122,16 @@ def _init_arguments(options: ClusterOptions, request: EstimateRequest) -> dict:
 def connect(options: ClusterOptions, request: EstimateRequest):
     """Join (or start) the cluster; the `ray` module. ClusterError naming the address on failure."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the cluster
-    if options.local:
-        # A cluster of this machine alone listens on the loopback address only.
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    ray = ray_module()
+    single = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # 0: a cluster of this machine alone, on the loopback only
+    added = options.local and single not in os.environ and "ray" not in sys.modules
+    if added:
+        os.environ[single] = "0"
+    try:
+        ray = ray_module()
+    except Depth360Error:
+        if added:
+            del os.environ[single]
+        raise
     arguments = _init_arguments(options, request)
     if options.local:  # in this thread: the processes Ray starts die with the thread that started them
         ray.init(**arguments)
@@ -274,14 +286,10 @@ class ClusterJob:
             raise
 
     def _board(self):
-        """The job's progress board, on the driver's node where Ray tells which that is."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-        options: dict = {"num_cpus": 0}
-        if not self.options.client:  # a Ray Client driver has no node of its own: anywhere will do
-            here = self.ray.get_runtime_context().get_node_id()
-            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(here, soft=True)
-        return self.ray.remote(ProgressBoard).options(**options).remote()
+        """The job's progress board, on the head node (whose loss ends the cluster anyway), restarted
+        (empty) if it dies all the same: every chunk's outcome carries its frames as well."""
+        return self.ray.remote(ProgressBoard).options(
+            num_cpus=0, resources={HEAD_RESOURCE: 0.001}, max_restarts=-1, max_task_retries=-1).remote()
 
     def _finished(self, ref, attempt: Attempt) -> Attempt | None:
         """Take a chunk's end: its outcome, or a failure; the attempt to make again, or None."""
@@ -322,7 +330,11 @@ class ClusterJob:
             print(f"{self.reporter.clear_line()}{text}", file=self.stderr, flush=True)
 
     def _drain(self) -> None:
-        for kind, key, value in self.ray.get(self.board.drain.remote()):
+        try:
+            events = self.ray.get(self.board.drain.remote())
+        except self.ray.exceptions.RayActorError:
+            return  # restarting: its events are lost, the chunks' outcomes are not
+        for kind, key, value in events:
             attempt = self.attempts.get(key)
             if attempt is None:
                 continue

@@ -120,7 +120,10 @@ def plan_job(request: EstimateRequest, marker: str, token: str) -> tuple[list[So
     if kind is not None:
         resolve_settings(request, kind)
     for source in sources:
-        check_output_folder(Path(request.output_dir) / ("" if source.still else source.name))
+        try:
+            check_output_folder(Path(request.output_dir) / ("" if source.still else source.name))
+        except Depth360Error as error:
+            raise ClusterNodeError(f"node {this_node()}: {error}") from None
     estimator = cached_estimator(request)
     plans, notes = [], []
     for index, source in enumerate(sources):

@@ -118,7 +118,14 @@ def depth_output_path(request: EstimateRequest) -> Path:
     from ..estimators.pipeline.sources import open_source
 
     first, last = request.frames or (1, None)
-    layout = OutputLayout.for_source(open_source(request.inputs[0]), Path(request.output_dir), first, last,
+    source = Path(request.inputs[0])
+    if source.is_dir() or video_io.is_video_path(source):
+        # Named as the engine names them, without decoding a frame (Blender's own Python may
+        # lack OpenCV and PyAV, which the worker's has).
+        name = source.resolve().name if source.is_dir() else source.stem
+        layout = OutputLayout(Path(request.output_dir) / name, name, False)
+        return layout.folder / layout.file_name("distance", first, "exr")
+    layout = OutputLayout.for_source(open_source(source), Path(request.output_dir), first, last,
                                      ranged=request.frames is not None)
     return layout.folder / layout.file_name("distance", first, "exr")
 

@@ -119,6 +119,14 @@ def _init_arguments(options: ClusterOptions, request: EstimateRequest) -> dict:
             "object_store_memory": LOCAL_OBJECT_STORE_BYTES, **common}
 
 
+class _JoiningThread(logging.Filter):
+    """Ray's note that a driver joining from another thread keeps the default SIGTERM handler
+    (it does: a terminated job is resumed by its rerun) is noise on the job's stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
+
+
 def connect(options: ClusterOptions, request: EstimateRequest):
     """Join (or start) the cluster; the `ray` module. ClusterError naming the address on failure."""
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # nothing leaves the cluster
@@ -139,6 +147,7 @@ def connect(options: ClusterOptions, request: EstimateRequest):
     if options.host_port() is not None:
         _reachable(options)
     done, errors = threading.Event(), []
+    logging.getLogger("ray._private.worker").addFilter(_JoiningThread())
 
     def join() -> None:
         try:

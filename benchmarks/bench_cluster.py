@@ -1,6 +1,6 @@
 """Overhead of `--cluster`: a cluster job with one worker node against the same job in one process.
 
-    .venv/bin/python benchmarks/bench_cluster.py [--frames 24] [--size 256x128] [--repeats 3]
+    .venv/bin/python benchmarks/bench_cluster.py [--frames 10] [--size 256x128] [--repeats 3]
 
 A 360 image sequence (a textured room with a moving patch, `--size` per frame) through
 Depth Anything V2 Small (weights made by the reference fixtures' rule: speed does not
@@ -55,7 +55,7 @@ def _timed(cluster: LocalCluster, args: list[str]) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--frames", type=int, default=10)
     parser.add_argument("--size", default="256x128", help="WIDTHxHEIGHT of the 360 frames")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--chunk-frames", type=int, default=None, help="default: the engine's")

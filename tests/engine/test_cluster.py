@@ -223,8 +223,11 @@ def test_a_rerun_with_other_options_is_refused_and_overwrite_recomputes(cluster,
     refused = _estimate(cluster, *common, "--near", "0.5", "--far", "20")
     assert refused.returncode == 2 and "--near" in refused.stderr and "--overwrite" in refused.stderr
     assert _listing(out / "shot") == before and (out / "shot" / "shot.json").read_bytes() == sidecar_before
-    resumed = _estimate(cluster, *common)  # equal options: everything is complete already
-    assert resumed.returncode == 0 and "0 frames written, 60 already complete" in resumed.stdout
+    # Equal options, through the head's Ray Client server this time: everything is complete already.
+    through_client = [arg if arg != cluster.address else "ray://127.0.0.1:10001" for arg in common]
+    resumed = _estimate(cluster, *through_client)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "0 frames written, 60 already complete" in resumed.stdout and "cluster ray://127.0.0.1:10001" in resumed.stdout
     assert _listing(out / "shot") == before
     overwritten = _estimate(cluster, *common, "--near", "0.5", "--far", "20", "--overwrite")
     assert overwritten.returncode == 0, overwritten.stderr

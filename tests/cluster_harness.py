@@ -28,9 +28,10 @@ RAY = Path(sys.executable).with_name("ray")
 PORT = 6379
 OBJECT_STORE_BYTES = 100 * 2**20
 START_TIMEOUT_S = 90.0
-# Nodes and drivers share the loopback only; no usage reports; one thread per Ray worker.
+# No usage reports; Ray's workers at normal priority (Ray's default, niceness 15, puts the chunks
+# behind everything else on a shared machine).
 ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_DISABLE_DOCKER_CPU_WARNING": "1", "PYTHONWARNINGS": "ignore",
-       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
+       "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1", "RAY_worker_niceness": "0"}
 # The head declares a node dead ~2 s after it stops answering (Ray's default is ~15 s).
 FAST_FAILURE_DETECTION = '{"health_check_period_ms": 500, "health_check_failure_threshold": 4}'
 

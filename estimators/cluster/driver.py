@@ -116,7 +116,7 @@ def _init_arguments(options: ClusterOptions, request: EstimateRequest) -> dict:
         return {"address": options.address, **common}
     gpus = _local_gpus(request)
     return {"address": "local", "num_cpus": max(1, gpus), "num_gpus": gpus, "include_dashboard": False,
-            "object_store_memory": LOCAL_OBJECT_STORE_BYTES, **common}
+            "object_store_memory": LOCAL_OBJECT_STORE_BYTES, "_system_config": {"worker_niceness": 0}, **common}
 
 
 class _JoiningThread(logging.Filter):
@@ -319,6 +319,10 @@ class ClusterJob:
             return attempt
         self.owners.add(outcome["owner"])
         self.nodes_used[outcome["where"]] = None
+        if outcome.get("niceness", 0) > 0:
+            self._say(f"note: chunks on {outcome['where']} run at niceness {outcome['niceness']} (Ray's default for "
+                      "its workers), behind every other process there: start that node with "
+                      "RAY_worker_niceness=0 for full speed on a machine it shares")
         for number in outcome["written"]:
             self._count(attempt.chunk.source, number)
         self.outcomes.setdefault(attempt.chunk.source, []).append(outcome)

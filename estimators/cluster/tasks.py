@@ -48,7 +48,7 @@ def node_identity() -> dict:
 
     context = ray.get_runtime_context()
     return {"node_id": context.get_node_id(), "host": socket.gethostname(), "owner": image_io.temporary_owner(),
-            "version": __version__, "pid": os.getpid()}
+            "version": __version__, "pid": os.getpid(), "niceness": os.nice(0)}
 
 
 def describe_node(node: dict) -> str:

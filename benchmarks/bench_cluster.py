@@ -7,9 +7,10 @@ Depth Anything V2 Small (weights made by the reference fixtures' rule: speed doe
 depend on the values), cube views, default options. A head (no CPU) and one worker
 node (one Ray CPU, which a chunk turns into all of this machine's cores) run as separate
 processes on 127.0.0.1 (tests.cluster_harness); the cluster is started once, before the
-timings, as a farm's would be. Then, side by side `--repeats` times: `depth360 estimate`
-alone, and `depth360 estimate --cluster ray:127.0.0.1:6379` (default chunk size), each a
-fresh process into a fresh folder, timed from start to exit. Prints every run, the
+timings, as a farm's would be. Then, side by side `--repeats` times (in turn first and
+second, so that a drifting load favours neither): `depth360 estimate` alone, and
+`depth360 estimate --cluster ray:127.0.0.1:6379` (default chunk size), each a fresh
+process into a fresh folder, timed from start to exit. Prints every run, the
 medians, their ratio (target <= 1.15), and whether the two runs' files are identical.
 """
 
@@ -77,9 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster.add_workers("worker")
         single, spread = [], []
         for repeat in range(args.repeats):
-            single.append(_timed(cluster, [*options, "-o", str(root / f"single{repeat}")]))
-            spread.append(_timed(cluster, [*options, "-o", str(root / f"cluster{repeat}"), "--cluster",
-                                           cluster.address, *chunking]))
+            runs = [(single, [*options, "-o", str(root / f"single{repeat}")]),
+                    (spread, [*options, "-o", str(root / f"cluster{repeat}"), "--cluster", cluster.address, *chunking])]
+            for times, run_args in runs if repeat % 2 == 0 else runs[::-1]:  # ABBA: a drifting load favours neither
+                times.append(_timed(cluster, run_args))
             print(f"run {repeat + 1}: single process {single[-1]:.1f} s, cluster (1 worker) {spread[-1]:.1f} s, "
                   f"ratio {spread[-1] / single[-1]:.3f}", flush=True)
     same = _digests(root / "single0" / "shot") == _digests(root / "cluster0" / "shot")

@@ -6,6 +6,10 @@ panel, the status bar and the window manager's progress; ESC or the panel's Canc
 the worker (a worker that has already finished is not cancelled: its outputs are
 built); a crash becomes an error report naming the problem; disabling the extension
 stops every running job (`stop_all_jobs`: worker, timer, progress, status text).
+With "Send Videos to a Ray Cluster" in the preferences, a video or image sequence goes
+to the cluster named there (`cluster_options`): the worker is then the cluster job's
+driver (`depth360 estimate --cluster ...`, always a worker process) and its progress
+lines are those of a single run.
 Building after a run is all or nothing (`finish_estimate`). Executed from a script
 or headless (`bpy.app.background`, the `bpy` module) it blocks: in-process when the
 engine's dependencies import in this Python and no external Python is set, else through
@@ -29,7 +33,9 @@ from ..compositing.image_data import CompositingInputError
 from ..compositing.scene_transaction import scene_transaction
 from ..estimators.cli import worker_protocol
 from ..estimators.cli.worker_protocol import WorkerProcess, WorkerResult
+from ..estimators.cluster.options import ClusterOptions, parse_cluster
 from ..estimators.errors import Depth360Error
+from ..estimators.media import video_io
 from ..estimators.pipeline.request import EstimateRequest
 from . import dependencies
 
@@ -112,7 +118,14 @@ def depth_output_path(request: EstimateRequest) -> Path:
     from ..estimators.pipeline.sources import open_source
 
     first, last = request.frames or (1, None)
-    layout = OutputLayout.for_source(open_source(request.inputs[0]), Path(request.output_dir), first, last,
+    source = Path(request.inputs[0])
+    if source.is_dir() or video_io.is_video_path(source):
+        # Named as the engine names them, without decoding a frame (Blender's own Python may
+        # lack OpenCV and PyAV, which the worker's has).
+        name = source.resolve().name if source.is_dir() else source.stem
+        layout = OutputLayout(Path(request.output_dir) / name, name, False)
+        return layout.folder / layout.file_name("distance", first, "exr")
+    layout = OutputLayout.for_source(open_source(source), Path(request.output_dir), first, last,
                                      ranged=request.frames is not None)
     return layout.folder / layout.file_name("distance", first, "exr")
 
@@ -186,10 +199,28 @@ def show_progress(scene: bpy.types.Scene, fraction: float, text: str) -> None:
                     area.tag_redraw()
 
 
-def start_worker(request: EstimateRequest, prefs, python: str = "") -> WorkerProcess:
-    """The worker process running `request` with `python` (empty: the chosen one); OSError if it cannot start."""
+def cluster_options(request: EstimateRequest, prefs) -> ClusterOptions | None:
+    """The Ray cluster the preferences send a video or image sequence to; None for a still or when
+    sending is off. EstimateSetupError for an address that is none."""
+    if prefs is None or not getattr(prefs, "use_cluster", False):
+        return None
+    source = request.inputs[0]
+    if not (video_io.is_video_path(source) or video_io.is_sequence_path(source)):
+        return None
+    text = prefs.cluster_address.strip()
+    try:
+        address = parse_cluster(text if text.startswith("ray") else f"ray:{text}" if text else "ray")
+    except ValueError as error:
+        raise EstimateSetupError(f"Cluster address in the preferences: {error}") from None
+    return ClusterOptions(address, prefs.cluster_chunk_frames, prefs.cluster_retries)
+
+
+def start_worker(request: EstimateRequest, prefs, python: str = "",
+                 cluster: ClusterOptions | None = None) -> WorkerProcess:
+    """The worker process running `request` with `python` (empty: the chosen one), on `cluster` when
+    given; OSError if it cannot start."""
     command = worker_protocol.worker_command(
-        python or dependencies.chosen_python(prefs), dependencies.engine_package(), request
+        python or dependencies.chosen_python(prefs), dependencies.engine_package(), request, cluster
     )
     return WorkerProcess(command, env=dependencies.engine_environment(), cwd=request.output_dir)
 
@@ -289,6 +320,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
     device: StringProperty(name="Device", description="auto, cpu, cuda or mps; empty: the preferences' device")
 
     _job_key: int = 0
+    _cluster: ClusterOptions | None = None  # set by _prepare: where a video goes (None: here)
 
     @classmethod
     def poll(cls, context):
@@ -297,8 +329,11 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
     def _prepare(self, context) -> EstimateRequest | None:
         try:
             overrides = {"model": self.model, "device": self.device}
-            return request_from_scene(context.scene, dependencies.addon_preferences(context),
-                                      **{key: value for key, value in overrides.items() if value})
+            prefs = dependencies.addon_preferences(context)
+            request = request_from_scene(context.scene, prefs,
+                                         **{key: value for key, value in overrides.items() if value})
+            self._cluster = cluster_options(request, prefs)
+            return request
         except (EstimateSetupError, ValueError) as error:
             self.report({"ERROR"}, str(error))
             return None
@@ -314,9 +349,10 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
         prefs = dependencies.addon_preferences(context)
         python = bpy.path.abspath(self.python) if self.python else ""
         external = bool(python or getattr(prefs, "python_path", ""))
-        in_process = self.engine == "IN_PROCESS" or (
+        cluster = getattr(self, "_cluster", None)  # a cluster job's driver always runs in a worker
+        in_process = cluster is None and (self.engine == "IN_PROCESS" or (
             self.engine == "AUTO" and not external and engine_imports_here()
-        )
+        ))
         window_manager = context.window_manager
         window_manager.progress_begin(0.0, 1.0)
         started = time.perf_counter()
@@ -328,7 +364,7 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
                     return {"CANCELLED"}
             else:
                 try:
-                    worker = start_worker(request, prefs, python)
+                    worker = start_worker(request, prefs, python, cluster)
                 except (OSError, ValueError) as error:  # cannot start, or the install folder is no package name
                     self.report({"ERROR"}, str(error))
                     return {"CANCELLED"}
@@ -358,7 +394,8 @@ class DEPTH360_OT_estimate(bpy.types.Operator):
             return False
         try:
             python = bpy.path.abspath(self.python) if self.python else ""
-            worker = start_worker(request, dependencies.addon_preferences(context), python)
+            worker = start_worker(request, dependencies.addon_preferences(context), python,
+                                  getattr(self, "_cluster", None))
         except (OSError, ValueError) as error:  # cannot start, or the install folder is no package name
             self.report({"ERROR"}, str(error))
             return False

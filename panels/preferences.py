@@ -1,7 +1,8 @@
-"""Add-on preferences: where model weights live, and which device runs the networks."""
+"""Add-on preferences: where model weights live, which device runs the networks, and the Ray cluster
+that videos can be sent to."""
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 
 from ..operators import dependencies
 from ..operators.dependencies import ADDON_PACKAGE
@@ -40,6 +41,21 @@ class Depth360Preferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
     )
     torch_build: EnumProperty(name="PyTorch Build", items=TORCH_BUILD_ITEMS, default="cpu")
+    use_cluster: BoolProperty(
+        name="Send Videos to a Ray Cluster",
+        description="Estimate videos and image sequences in chunks on a Ray cluster (needs Ray where the "
+        "engine runs, and every node must see the footage, the models and the output folder at the same paths)",
+        default=False,
+    )
+    cluster_address: StringProperty(
+        name="Cluster Address",
+        description="HOST:PORT of the cluster's head (ray start --head --port PORT), or ray://HOST:PORT "
+        "through its Ray Client server; empty: a Ray cluster started on this computer for each job",
+    )
+    cluster_chunk_frames: IntProperty(name="Frames per Chunk", default=100, min=1,
+                                      description="Frames each task of the cluster estimates")
+    cluster_retries: IntProperty(name="Retries", default=3, min=0,
+                                 description="Times a failed or killed chunk is tried again")
 
     def draw(self, _context):
         layout = self.layout
@@ -47,7 +63,19 @@ class Depth360Preferences(bpy.types.AddonPreferences):
         if not self.models_dir:
             layout.label(text=f"Using {default_models_dir()}", icon="FILE_FOLDER")
         layout.prop(self, "device")
+        self.draw_cluster(layout.box())
         self.draw_dependencies(layout.box())
+
+    def draw_cluster(self, box):
+        box.prop(self, "use_cluster")
+        column = box.column()
+        column.enabled = self.use_cluster
+        column.prop(self, "cluster_address")
+        row = column.row()
+        row.prop(self, "cluster_chunk_frames")
+        row.prop(self, "cluster_retries")
+        if self.use_cluster and not self.cluster_address:
+            column.label(text="A Ray cluster on this computer for each job (one chunk per GPU)", icon="INFO")
 
     def draw_dependencies(self, box):
         box.label(text="Engine Dependencies", icon="SCRIPT")

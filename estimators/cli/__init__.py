@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cluster.options import cluster_from_args
 from ..errors import BadInputError, Depth360Error
 from .arguments import build_parser, request_from_args, request_to_args
 
@@ -79,7 +80,14 @@ def run_estimate(args: argparse.Namespace) -> int:
     """`depth360 estimate INPUT... -o OUTDIR`: one request through the pipeline, a line per input."""
     from ..pipeline import run
 
-    for line in run(request_from_args(args)).summary_lines():
+    request, cluster = request_from_args(args), cluster_from_args(args)
+    if cluster is not None:
+        from ..cluster import run_on_cluster
+
+        result = run_on_cluster(request, cluster)
+    else:
+        result = run(request)
+    for line in result.summary_lines():
         print(line, flush=True)
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..cluster.options import ClusterOptions, add_cluster_arguments
 from ..media.video_io import parse_frame_range
 from ..pipeline.request import (
     DEFAULT_IPD,
@@ -100,6 +101,14 @@ options.
 progress: --progress bar redraws a bar on a terminal; where stderr is a pipe or a file
 it writes one plain line every few seconds instead. --progress json prints one JSON
 line per frame written on stdout: {"frame", "done", "total", "fps", "eta_s"}.
+
+cluster (--cluster, the optional Ray extra): `ray` starts a Ray cluster here for the
+job; `ray:HOST:PORT` joins the one whose head runs `ray start --head --port PORT`;
+`ray://HOST:PORT` joins it through its Ray Client server. A video is split into chunks
+(--chunk-frames), each run with its context frames (the same files as one run) as a task
+asking for a GPU where the cluster has them. Every node must see the inputs, models and
+OUTDIR at the same paths (shared storage): the job checks, and names a node that cannot.
+A failed chunk is tried again (--retries); rerunning a stopped job resumes it.
 
 exit status: 0 done, 2 bad usage or bad input (including a rerun whose options differ
 from the finished frames'), 3 weights missing, 1 anything else.
@@ -206,6 +215,7 @@ def _estimate_parser(commands) -> None:
                            help="mask: pixels at the far distance are taken off the mask (default keep)")
     sequences.add_argument("--refine", action="store_true",
                            help="edge-aware refinement of each frame's depth at full size")
+    add_cluster_arguments(estimate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -234,8 +244,9 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         sky=args.sky, refine=args.refine, overwrite=args.overwrite)
 
 
-def request_to_args(request: EstimateRequest) -> list[str]:
-    """`estimate ...`: the argument list that `request_from_args` turns back into `request`."""
+def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
+    """`estimate ...`: the argument list that `request_from_args` (and `cluster_from_args`) turn back
+    into `request` (and `cluster`)."""
     args = ["estimate", "-o", str(request.output_dir), "--model", request.model,
             "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
             "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
@@ -254,4 +265,7 @@ def request_to_args(request: EstimateRequest) -> list[str]:
     flags = {"--no-stabilise": not request.stabilise, "--no-camera-solve": not request.camera_solve,
              "--refine": request.refine, "--overwrite": request.overwrite}
     args += [flag for flag, on in flags.items() if on]
+    if cluster is not None:
+        args += ["--cluster", cluster.to_cli(), "--chunk-frames", str(cluster.chunk_frames),
+                 "--retries", str(cluster.retries)]
     return [*args, "--", *map(str, request.inputs)]

@@ -5,7 +5,8 @@ it stays responsive, ESC cancels, and a crash or out-of-memory in torch does not
 Blender down. This module is the Blender-free half of that:
 
 - the request is the pipeline's own `EstimateRequest` (an operator builds it);
-  `arguments.request_to_args` is its `depth360 estimate ...` argument list.
+  `arguments.request_to_args` is its `depth360 estimate ...` argument list (with
+  `--cluster ...` where a video goes to a Ray cluster: `cluster.ClusterOptions`).
 - `worker_command` / `worker_environment`: `[python, "-m", "<package>.estimators.cli", ...]`
   and the PYTHONPATH that makes the extension import as a package.
 - `parse_progress_line`: one `--progress json` line (see `progress.py`) as a
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from ..cluster.options import ClusterOptions
 from ..pipeline.request import EstimateRequest
 from .arguments import request_to_args
 
@@ -40,15 +42,17 @@ KEPT_LINES = 200
 _POSIX = os.name == "posix"
 
 
-def worker_command(python: str | os.PathLike, package: str, request: EstimateRequest) -> list[str]:
-    """`[python, "-u", "-m", "<package>.estimators.cli", "estimate", ...]` for `request`.
+def worker_command(python: str | os.PathLike, package: str, request: EstimateRequest,
+                   cluster: ClusterOptions | None = None) -> list[str]:
+    """`[python, "-u", "-m", "<package>.estimators.cli", "estimate", ...]` for `request`
+    (run on the Ray cluster `cluster` names, when given).
 
     `package` is the importable name of the extension's root package in the worker
     (its folder name, e.g. "depth360"; see `worker_environment`).
     """
     if not package or not all(part.isidentifier() for part in package.split(".")):
         raise ValueError(f"package must be a dotted Python name, got {package!r}")
-    return [os.fspath(python), "-u", "-m", f"{package}.estimators.cli", *request_to_args(request)]
+    return [os.fspath(python), "-u", "-m", f"{package}.estimators.cli", *request_to_args(request, cluster)]
 
 
 def worker_environment(extension_root: str | os.PathLike, site_packages: str | os.PathLike | None = None,

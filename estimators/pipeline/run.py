@@ -408,7 +408,8 @@ class SourceRun:
             if not items:
                 continue
             tick = time.perf_counter()
-            predictions = self.frame_estimator.estimate(np.stack([rgb for _, rgb, _, _ in items]))
+            frames = np.stack([rgb for _, rgb, _, _ in items])
+            predictions = self.frame_estimator.estimate(self._full_batch(frames, batch))[: len(items)]
             self.stages.add_busy("estimate", time.perf_counter() - tick)
             for stage, seconds in getattr(self.frame_estimator, "last_timings", {}).items():
                 self.stages.add_busy(f"estimate_{stage}", seconds)  # the 360 fusion's own stages
@@ -418,6 +419,17 @@ class SourceRun:
                 picture = depth_frame(rgb) if depth_frame is not None else rgb
                 self.stages.put(self.estimated_q, (number, picture, keep, prediction, camera))
         self.stages.put(self.estimated_q, END)
+
+    def _full_batch(self, frames, batch: int):
+        """A partial batch filled up to `batch` with its last frame, so that every frame goes through
+        the network in a batch of the same size wherever a run or a chunk starts or ends (a network's
+        float results can depend on the batch size); a source shorter than a batch is left as it is."""
+        import numpy as np
+
+        short = batch - len(frames)
+        if short <= 0 or (self.source.frame_count or 1) < batch:
+            return frames
+        return np.concatenate([frames, np.repeat(frames[-1:], short, axis=0)])
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""

@@ -9,6 +9,7 @@ fail with a clear message. Estimators are small plug-ins (`python:FILE.py:FACTOR
 from __future__ import annotations
 
 import importlib
+import json
 import re
 import signal
 import time
@@ -468,3 +469,54 @@ def test_a_stereo_still_builds_with_its_left_eye_as_the_plate(scene, tmp_path):
     tree = scene.compositing_node_group if hasattr(scene, "compositing_node_group") else scene.node_tree
     images = {node.image.filepath for node in tree.nodes if node.bl_idname == "CompositorNodeImage"}
     assert images == {str(left), str(tmp_path / "out" / "room_tb.distance.exr")}
+
+
+def test_a_video_goes_to_the_ray_cluster_of_the_preferences_with_the_same_progress(scene, tmp_path):
+    """Issue 17, point 2: with "Send Videos to a Ray Cluster" on, the Estimate operator sends an image
+    sequence to the cluster (no address: one started on this computer for the job); its progress
+    reaches the scene as a single run's does, and the first frame's depth is remembered."""
+    frames = tmp_path / "shot"
+    frames.mkdir()
+    for number in range(1, 7):
+        write_plate(frames / f"frame_{number:04d}.png", _pano())
+    scene.depth360.source_path = str(frames)
+    scene.depth360.build_mesh_after = scene.depth360.build_compositor_after = False
+    prefs = bpy.context.preferences.addons[PACKAGE].preferences
+    prefs.use_cluster, prefs.cluster_address, prefs.cluster_chunk_frames = True, "", 3
+    try:
+        operator = _interactive_operator()
+        operator.model = _plugin(tmp_path, "constant")
+        estimate = _module("estimate")
+        assert operator.start_job(bpy.context), operator.reports
+        worker = estimate.ACTIVE_JOBS[scene.as_pointer()].worker
+        assert worker.command[worker.command.index("--cluster") + 1] == "ray"
+        result, fractions = _play(operator, lambda r: r in ({"FINISHED"}, {"CANCELLED"}), limit_s=180)
+    finally:
+        prefs.use_cluster, prefs.cluster_address, prefs.cluster_chunk_frames = False, "", 100
+    assert result == {"FINISHED"}, operator.reports + [("stderr", "\n".join(worker.stderr_lines))]
+    done = [u.done for u in worker.updates]
+    assert done == list(range(1, 7)) and {u.total for u in worker.updates} == {6}  # one line per frame
+    assert fractions[-1] == 1.0 and scene.depth360.status.startswith("Done")
+    sidecar = json.loads((tmp_path / "out" / "shot" / "shot.json").read_text())
+    assert [c["frames"] for c in sorted(sidecar["cluster"]["chunks"], key=lambda c: c["frames"])] == ["1-3", "4-6"]
+    assert scene.depth360.depth_path.endswith("distance_00001.exr")
+
+
+def test_a_still_is_estimated_here_and_a_bad_cluster_address_is_reported(scene, tmp_path):
+    estimate = _module("estimate")
+    prefs = bpy.context.preferences.addons[PACKAGE].preferences
+    prefs.use_cluster, prefs.cluster_address = True, "head:notaport"
+    try:
+        request = estimate.request_from_scene(scene, prefs)
+        assert estimate.cluster_options(request, prefs) is None  # a still: no chunks to spread
+        frames = tmp_path / "shot"
+        frames.mkdir()
+        write_plate(frames / "frame_0001.png", _pano())
+        scene.depth360.source_path = str(frames)
+        with pytest.raises(estimate.EstimateSetupError, match="Cluster address in the preferences"):
+            estimate.cluster_options(estimate.request_from_scene(scene, prefs), prefs)
+        prefs.cluster_address = "10.0.0.5:6379"
+        options = estimate.cluster_options(estimate.request_from_scene(scene, prefs), prefs)
+        assert options.address == "10.0.0.5:6379" and options.to_cli() == "ray:10.0.0.5:6379"
+    finally:
+        prefs.use_cluster, prefs.cluster_address = False, ""

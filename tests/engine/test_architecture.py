@@ -15,7 +15,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 # The engine's stack, bottom first; "" are the top-level modules (errors, version, sampling).
-ENGINE_STACK = ("", "media", "models", "postprocess", "panorama", "stereo", "video", "device", "pipeline", "cli")
+ENGINE_STACK = ("", "media", "models", "postprocess", "panorama", "stereo", "video", "device", "pipeline", "cluster",
+                "cli")
 # The extension's stack, bottom first; the engine is below all of it.
 BLENDER_STACK = ("estimators", "compositing", "operators", "panels", "__init__")
 BLENDER_MODULES = ("bpy", "mathutils", "bmesh", "gpu", "bpy_extras")

@@ -16,6 +16,7 @@ official keyframes, alignment and blend) is the video layer's business, not the 
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -127,8 +128,6 @@ class VideoNetworkEstimator(NetworkEstimator):
 
     def _stream(self, frames: np.ndarray):
         """One stream's frames float32 [T, h, w, 3] -> the network input tensor [1, T, 3, H, W]."""
-        import dataclasses
-
         import torch
 
         from .preprocessing import prepare_input, video_input_size
@@ -166,10 +165,12 @@ def load_estimator(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    input_size: int | None = None,
 ):
     """The estimator called `name`: a registry model with its official weights, or a plug-in.
 
-    `python:FILE.py:FACTORY` loads a plug-in (device and precision are its own business).
+    `python:FILE.py:FACTORY` loads a plug-in (device, precision and input size are its own
+    business). `input_size` replaces the network's input side (None: the model's own).
     Raises BadInputError (unknown name, a model without a network, bad device),
     WeightsMissingError or WeightsInvalidError.
     """
@@ -186,6 +187,9 @@ def load_estimator(
     existing_checkpoint(spec, models_dir)  # a missing file is reported before torch is imported
     torch_device = choose_device(device)
     dtype = choose_precision(torch_device, precision)
+    network = load_network(spec, models_dir)
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=int(input_size))
     if spec.clip_window:
-        return VideoNetworkEstimator(spec, load_network(spec, models_dir), torch_device, dtype)
-    return NetworkEstimator(spec, load_network(spec, models_dir), torch_device, dtype, batch_size)
+        return VideoNetworkEstimator(spec, network, torch_device, dtype)
+    return NetworkEstimator(spec, network, torch_device, dtype, batch_size)

@@ -33,6 +33,8 @@ from typing import Literal
 
 import numpy as np
 
+from ..models.plugins import check_clip_prediction
+
 WINDOW = 32  # frames per window: Video Depth Anything's temporal tables
 OVERLAP = 10  # inputs a window takes from the previous one
 STRIDE = WINDOW - OVERLAP  # 22: new frames per window
@@ -187,13 +189,17 @@ class OfficialVideoDepth(ClipStream):
     `predict_clip(images [T, 1, h, w, 3], rays) -> [T, 1, h, w]` is the clip estimator's call
     (models.plugins); `rays` float32 [h, w, 3] are the frames' rays (passed on, broadcast).
     `metric`: no scale and shift between windows (the official `metric` flag), only the blend.
+    `source`: the estimator's name, for the message when its output has the wrong shape.
+    With `anchor="local"` the reference pair is the previous window's positions 2 and 12 (the
+    frames the next window sees at positions 0 and 1); the official one keeps the first frame.
     `alignments` records each later window's (scale, shift). Results are float32 [h, w] arrays.
     """
 
     def __init__(self, predict_clip: Callable, rays: np.ndarray | None = None, *, metric: bool = False,
-                 anchor: Anchor = "official"):
+                 anchor: Anchor = "official", source: str = "predict_clip"):
         super().__init__(anchor)
         self.predict_clip = predict_clip
+        self.source = source
         self.rays = rays
         self.metric = metric
         self.alignments: list[tuple[float, float]] = []
@@ -203,16 +209,14 @@ class OfficialVideoDepth(ClipStream):
     def _predict(self, items: list) -> np.ndarray:
         images = np.stack(items)[:, None]
         rays = None if self.rays is None else np.broadcast_to(self.rays, images.shape)
-        out = np.asarray(self.predict_clip(images, rays))
-        if out.shape != images.shape[:4]:
-            raise ValueError(f"predict_clip returned shape {out.shape}, expected {images.shape[:4]}")
-        return out[:, 0].astype(np.float32, copy=False)
+        return check_clip_prediction(self.predict_clip(images, rays), images, self.source)[:, 0]
 
     def _run(self, k: int, items: list, first_in_segment: bool) -> list[tuple[int, np.ndarray]]:
         depth = self._predict(items)
         start = STRIDE * k
+        anchor = 0 if self.anchor == "official" else LOCAL_ANCHOR  # where the next window's position 0 is
         if first_in_segment:
-            self._reference = [depth[0], depth[KEYFRAMES[1]]]
+            self._reference = [depth[anchor], depth[KEYFRAMES[1]]]
             first = 0 if k == 0 else OVERLAP
             final = [(start + i, depth[i]) for i in range(first, WINDOW - INTERP)]
             self._tail = [(start + i, depth[i]) for i in range(WINDOW - INTERP, WINDOW)]
@@ -231,7 +235,8 @@ class OfficialVideoDepth(ClipStream):
                  for i, ((index, previous), w) in enumerate(zip(self._tail, weights, strict=True))]
         final += [(start + i, aligned(i)) for i in range(OVERLAP, WINDOW - INTERP)]
         self._tail = [(start + i, aligned(i)) for i in range(WINDOW - INTERP, WINDOW)]
-        self._reference = [self._reference[0], aligned(KEYFRAMES[1])]
+        first = self._reference[0] if self.anchor == "official" else aligned(anchor)
+        self._reference = [first, aligned(KEYFRAMES[1])]
         return final
 
     def _flush(self) -> list[tuple[int, np.ndarray]]:

@@ -4,23 +4,26 @@ Every network is loaded through the engine's real path: the fixture weights save
 official file (with the temporal sine tables the official files hold), read by
 `weights.load_network` (`torch.load(weights_only=True)`, conversion, strict load) and run
 in float32 on the CPU. The end-to-end fixtures of `infer_video_depth` run through the
-streaming windows of `video.clip_windows` (the perspective-video path of the pipeline is
-tested on them in test_video_pipeline.py).
+project's perspective-video path: `pipeline.run` with `--projection perspective` on the
+fixture's frames, through the official windows (`video.clip_windows`).
 """
 
 from __future__ import annotations
 
 import gc
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
+from depth360.estimators import pipeline
+from depth360.estimators.media import image_io
 from depth360.estimators.models import networks, registry, weights
 from depth360.estimators.models.network_estimator import VideoNetworkEstimator, load_estimator
 from depth360.estimators.models.networks import video_depth_anything as vda
 from depth360.estimators.models.preprocessing import video_input_size
-from depth360.estimators.video.clip_windows import OfficialVideoDepth
+from depth360.estimators.pipeline.frame_estimators import ClipFrameEstimator
 from tests.reference_fixtures import (
     REFERENCE_DIR,
     assert_matches_reference,
@@ -97,25 +100,49 @@ def test_interpolated_position_embedding_matches_official(small):
         assert error <= POSITION_EMBEDDING_TOLERANCE, (rows, cols, error)
 
 
-@pytest.mark.parametrize("fixture", ["video_depth_anything_vits", "metric_video_depth_anything_vits"])
-def test_infer_video_end_to_end_matches_official(fixture, small, tmp_path):
+def _frames_folder(folder, frames):
+    folder.mkdir()
+    for number, frame in enumerate(frames, start=1):
+        cv2.imwrite(str(folder / f"clip_{number:04d}.png"), frame[..., ::-1])  # 8-bit: exactly the raw frames
+    return folder
+
+
+@pytest.mark.parametrize("fixture", ["video_depth_anything_vits",
+                                     pytest.param("metric_video_depth_anything_vits", marks=pytest.mark.slow)])
+def test_perspective_video_path_matches_official_infer_video(fixture, tmp_path):
+    """Issue 18, acceptance 2: `depth360 estimate --projection perspective` on the fixture's frames
+    (a PNG sequence) gives infer_video_depth's output, and each window's scale and shift."""
     data = np.load(REFERENCE_DIR / f"{fixture}.infer_video.npz")
     metric = fixture.startswith("metric")
-    estimator = _loaded("video-depth-anything-metric-small", tmp_path) if metric else small
-    estimator.input_size = int(data["input_size"])  # the fixture's infer_video_depth(input_size=196)
-    frames = data["raw_frames"].astype(np.float32) / 255
+    model = "video-depth-anything-metric-small" if metric else "video-depth-anything-small"
+    write_official_checkpoint(fixture.removesuffix(".infer_video"), tmp_path)
+    estimator = load_estimator(model, models_dir=tmp_path, device="cpu", input_size=int(data["input_size"]))
+    frames = data["raw_frames"]
     assert video_input_size(*frames.shape[1:3], estimator.input_size) == data["preprocessed_frame0"].shape[2]
-    prepared = estimator._stream(frames[:1])[0].numpy()
+    prepared = estimator._stream(frames[:1].astype(np.float32) / 255)[0].numpy()
     assert np.abs(prepared - data["preprocessed_frame0"]).max() <= 1e-4
-    stream = OfficialVideoDepth(estimator.predict_clip, metric=metric)
-    results = [r for i, frame in enumerate(frames) for r in stream.push(i, frame)] + stream.finish()
-    estimator.input_size = estimator.spec.input_size
-    assert [index for index, _ in results] == list(range(len(frames)))
-    assert_matches_reference(np.stack([depth for _, depth in results]), data["expected"])
-    expected = data["align_scale_shift"]
-    assert np.array(stream.alignments).reshape(-1, 2).shape == expected.shape
-    if expected.size:
-        np.testing.assert_allclose(stream.alignments, expected, atol=SCALE_SHIFT_TOLERANCE, rtol=0)
+    adapter = ClipFrameEstimator(estimator)
+    save = ("distance", "mask") if metric else ("disparity",)
+    request = pipeline.EstimateRequest(inputs=(str(_frames_folder(tmp_path / "clip", frames)),),
+                                       output_dir=str(tmp_path / "out"), projection="perspective", save=save,
+                                       stabilise=False)
+    result = pipeline.run(request, frame_estimator=adapter).sources[0]
+    assert result.written == tuple(range(1, len(frames) + 1))
+    expected = data["expected"]
+    out = tmp_path / "out" / "clip"
+    if metric:  # metres of planar depth, as the official model gives them; 0 (ReLU) is no depth
+        distance = np.stack([image_io.read_exr(out / f"distance_{n:05d}.exr") for n in result.written])
+        mask = np.stack([image_io.read_exr(out / f"mask_{n:05d}.exr") for n in result.written]) > 0.5
+        clear = (expected == 0) | (expected > 1e-3 * expected.max())  # not within the tolerance of 0
+        np.testing.assert_array_equal(mask[clear], expected[clear] > 0)
+        assert_matches_reference(np.where(expected >= 0.01, distance, np.maximum(expected, 0.01)),
+                                 np.maximum(expected, 0.01))
+    else:
+        disparity = np.stack([image_io.read_exr(out / f"disparity_{n:05d}.exr") for n in result.written])
+        assert_matches_reference(disparity, expected)
+    alignments = np.array(adapter.alignments).reshape(-1, 2)
+    assert alignments.shape == data["align_scale_shift"].shape
+    np.testing.assert_allclose(alignments, data["align_scale_shift"], atol=SCALE_SHIFT_TOLERANCE, rtol=0)
 
 
 def test_fresh_network_has_the_official_layout_less_the_computed_sine_tables():

@@ -388,6 +388,11 @@ class ViewStreamFrameEstimator:
         self.fusion_options = fusion_options
         self.fusion = None
 
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Seconds per stage of the view streams (project, predict, align, merge) since the last look."""
+        return {} if self.fusion is None else self.fusion.take_timings()
+
     def reach(self, number: int) -> tuple[int, int]:
         """(first, last) 1-based frames frame `number` depends on (local window anchors)."""
         from ..video.clip_windows import reach

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import BadInputError, Depth360Error
+from ..video.clip_windows import compact_frame, restore_frame
 from ..video.temporal import StabiliserSettings
 from . import resume
 from .frame_depth import make_stabiliser, postprocess_frame
@@ -224,25 +225,6 @@ def run(request: EstimateRequest, *, estimator=None, frame_estimator=None,
     return RunResult(tuple(results), load_s)
 
 
-def _compact(rgb):
-    """A frame as uint8 where that holds it exactly (decoded 8-bit footage), else as it is."""
-    import numpy as np
-
-    quantised = np.clip(np.rint(rgb * np.float32(255)), 0, 255).astype(np.uint8)
-    if np.array_equal(np.divide(quantised, np.float32(255), dtype=np.float32), rgb):
-        return quantised
-    return rgb
-
-
-def _restore(picture):
-    """The float32 frame of `_compact`'s result."""
-    import numpy as np
-
-    if picture.dtype == np.uint8:
-        return np.divide(picture, np.float32(255), dtype=np.float32)
-    return picture
-
-
 class SourceRun:
     """One input through the four stages (module docstring)."""
 
@@ -425,23 +407,29 @@ class SourceRun:
                 if missing:
                     raise ValueError(f"frame estimator gave no prediction for frame {missing[0]}")
                 picture, keep = waiting.pop(number)
-                self.stages.put(self.estimated_q, (number, _restore(picture), keep, prediction))
+                self.stages.put(self.estimated_q, (number, restore_frame(picture), keep, prediction))
 
         while (item := self.stages.get(self.read_q)) is not END:
             number, rgb, keep = item
             if self.needed(number):
-                waiting[number] = (_compact(rgb), keep)
+                waiting[number] = (compact_frame(rgb), keep)
             tick = time.perf_counter()
             results = estimator.push(number, rgb)
-            self.stages.add_busy("estimate", time.perf_counter() - tick)
+            self._estimated(tick)
             hand_on(results)
         tick = time.perf_counter()
         results = estimator.finish()
-        self.stages.add_busy("estimate", time.perf_counter() - tick)
+        self._estimated(tick)
         hand_on(results)
         if waiting:
             raise ValueError(f"frame estimator gave no prediction for frame {min(waiting)}")
         self.stages.put(self.estimated_q, END)
+
+    def _estimated(self, tick: float) -> None:
+        """Count the estimate stage's busy time since `tick`, and the estimator's own stages."""
+        self.stages.add_busy("estimate", time.perf_counter() - tick)
+        for stage, seconds in getattr(self.frame_estimator, "last_timings", {}).items():
+            self.stages.add_busy(f"estimate_{stage}", seconds)
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""

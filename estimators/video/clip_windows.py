@@ -73,6 +73,21 @@ def reach(t: int, anchor: Anchor = "official") -> tuple[int, int]:
     return first, STRIDE * (k + blended) + WINDOW - 1
 
 
+def compact_frame(frame: np.ndarray) -> np.ndarray:
+    """A float32 RGB frame as uint8 where that holds it exactly (decoded 8-bit footage), else as it is."""
+    quantised = np.clip(np.rint(frame * np.float32(255)), 0, 255).astype(np.uint8)
+    if np.array_equal(np.divide(quantised, np.float32(255), dtype=np.float32), frame):
+        return quantised
+    return frame
+
+
+def restore_frame(frame: np.ndarray) -> np.ndarray:
+    """The float32 frame `compact_frame` was given."""
+    if frame.dtype == np.uint8:
+        return np.divide(frame, np.float32(255), dtype=np.float32)
+    return frame
+
+
 def blend_weights() -> np.ndarray:
     """The official weights of the new window over the 8 blended frames: 0, 1/7, ..., 1."""
     step = 1.0 / (INTERP - 1)
@@ -206,8 +221,12 @@ class OfficialVideoDepth(ClipStream):
         self._reference: list[np.ndarray] = []
         self._tail: list[tuple[int, np.ndarray]] = []
 
+    def store(self, frame: np.ndarray) -> np.ndarray:
+        """A frame in its compact form (8-bit where exact): a window of 4K frames stays small."""
+        return compact_frame(np.asarray(frame, dtype=np.float32))
+
     def _predict(self, items: list) -> np.ndarray:
-        images = np.stack(items)[:, None]
+        images = np.stack([restore_frame(item) for item in items])[:, None]
         rays = None if self.rays is None else np.broadcast_to(self.rays, images.shape)
         return check_clip_prediction(self.predict_clip(images, rays), images, self.source)[:, 0]
 

@@ -25,6 +25,8 @@ depend on it, so chunks with their context frames (`reach`) give what the whole 
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from ..models.plugins import check_clip_prediction, is_metric
@@ -55,14 +57,26 @@ class ViewStreamFusion(ClipStream):
         self.views: tuple[View, ...] | None = None if isinstance(views, str) else tuple(views)
         self.size: tuple[int, int] | None = None
         self.alignments: list[WindowAlignment] = []
+        self.timings: dict[str, float] = {}  # seconds per stage since the last `take_timings`
         self._tail: list[tuple[int, list[np.ndarray], list[np.ndarray]]] = []
 
     @property
     def align_kind(self) -> str:
         return "metric-distance" if is_metric(self.kind) else "relative-disparity"
 
+    def take_timings(self) -> dict[str, float]:
+        """Seconds spent per stage (project, predict, align, merge) since the last call."""
+        timings, self.timings = self.timings, {}
+        return timings
+
+    def _time(self, stage: str, started: float) -> float:
+        now = time.perf_counter()
+        self.timings[stage] = self.timings.get(stage, 0.0) + now - started
+        return now
+
     def store(self, frame: np.ndarray) -> np.ndarray:
         """A frame's views, float16 [V, h, w, 3]."""
+        started = time.perf_counter()
         frame = np.asarray(frame, dtype=np.float32)
         height, width = frame.shape[:2]
         if self.size is None:
@@ -72,7 +86,9 @@ class ViewStreamFusion(ClipStream):
                 self.views = make_views(self.preset, height, width, fov_deg=self.fov_deg, view_size=size)
         elif self.size != (height, width):
             raise ValueError(f"frame of {width} x {height} in a stream of {self.size[1]} x {self.size[0]} frames")
-        return np.stack(project_to_views(frame, self.views)).astype(np.float16)
+        views = np.stack(project_to_views(frame, self.views)).astype(np.float16)
+        self._time("project", started)
+        return views
 
     def _predict(self, items: list[np.ndarray]) -> np.ndarray:
         """The window's outputs [T, V, h, w], views in groups that fit CLIP_BUDGET_BYTES."""
@@ -98,7 +114,10 @@ class ViewStreamFusion(ClipStream):
             return np.where(valid, 1.0 / raw, np.nan).astype(np.float32), valid
 
     def _run(self, k: int, items: list, first_in_segment: bool) -> list[tuple[int, tuple]]:
-        disparities, valid = self._disparities(self._predict(items))
+        started = time.perf_counter()
+        raw = self._predict(items)
+        started = self._time("predict", started)
+        disparities, valid = self._disparities(raw)
         alignment = solve_window(disparities, self.views, self.align_kind, valid=valid)
         aligned = [alignment.apply(disparities[p], self.views) for p in range(WINDOW)]
         if not first_in_segment and not is_metric(self.kind):
@@ -121,11 +140,14 @@ class ViewStreamFusion(ClipStream):
                 final.append((index, mixed, [a | b for a, b in zip(masks, valid[p], strict=True)]))
             final += [(start + p, aligned[p], list(valid[p])) for p in range(OVERLAP, WINDOW - INTERP)]
         self._tail = [(start + p, aligned[p], list(valid[p])) for p in range(WINDOW - INTERP, WINDOW)]
+        self._time("align", started)
         return [(index, self._fuse(maps, masks)) for index, maps, masks in final]
 
     def _fuse(self, maps: list[np.ndarray], masks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        started = time.perf_counter()
         height, width = self.size
         merged, weight = blend_to_equirect(maps, self.views, height, width, valid=masks)
+        self._time("merge", started)
         return merged, weight > 0
 
     def _flush(self) -> list[tuple[int, tuple]]:

@@ -172,6 +172,7 @@ def test_a_video_estimate_with_video_depth_anything(tmp_path):
     assert f"headless: depth {out / 'shot' / 'distance_00001.exr'}" in result.stdout
     sidecar = (out / "shot" / "shot.json").read_text()
     assert '"video-depth-anything-small"' in sidecar and '"equirect view streams"' in sidecar
+    assert '"input_size": 28' in sidecar  # a network size other than the model's own is recorded
     for number in range(1, 4):
         distance = read_exr(out / "shot" / f"distance_{number:05d}.exr")
         assert distance.shape == (HEIGHT, WIDTH) and np.all((distance >= 1.0) & (distance <= 20.0))

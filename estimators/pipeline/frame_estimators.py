@@ -16,7 +16,7 @@ Each maps whole RGB frames to a `FramePrediction` (disparity and where it is val
 The clip adapters are *streaming*: a window gives its frames only once later frames are in,
 so instead of `estimate` the pipeline calls `push(number, frame)` for each frame in order
 and `finish()` at the end, each returning the (number, FramePrediction) pairs that became
-final, and asks `reach(number)` which frames must be pushed for frame `number` to come out
+final (`reset()` before each input), and asks `reach(number)` which frames must be pushed for frame `number` to come out
 as in a run over the whole shot (see pipeline.run).
 
 `build_frame_estimator(request, estimator)` picks the adapter a request asks for.
@@ -326,6 +326,10 @@ class ClipFrameEstimator:
         self.estimator = estimator
         self._stream = None
 
+    def reset(self) -> None:
+        """Forget the frames seen: the next push starts a new shot."""
+        self._stream = None
+
     @property
     def alignments(self) -> list[tuple[float, float]]:
         return [] if self._stream is None else list(self._stream.alignments)
@@ -356,7 +360,7 @@ class ClipFrameEstimator:
 
     def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
         """Frames [N, H, W, 3] as one whole clip (frames 1..N of a fresh stream)."""
-        self._stream = None
+        self.reset()
         results = [r for number, frame in enumerate(frames, start=1) for r in self.push(number, frame)]
         return [prediction for _, prediction in results + self.finish()]
 
@@ -386,6 +390,10 @@ class ViewStreamFrameEstimator:
         self.estimator = estimator
         self.views = views
         self.fusion_options = fusion_options
+        self.fusion = None
+
+    def reset(self) -> None:
+        """Forget the frames seen: the next push starts a new shot."""
         self.fusion = None
 
     @property
@@ -424,7 +432,7 @@ class ViewStreamFrameEstimator:
 
     def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
         """Equirect frames [N, H, W, 3] as one whole clip (frames 1..N of a fresh stream)."""
-        self.fusion = None
+        self.reset()
         results = [r for number, frame in enumerate(frames, start=1) for r in self.push(number, frame)]
         return [prediction for _, prediction in results + self.finish()]
 

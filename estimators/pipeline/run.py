@@ -397,6 +397,7 @@ class SourceRun:
     def _estimate_streaming(self) -> None:
         """Stage 2 for a streaming estimator: push every frame read, hand on the needed ones' predictions."""
         estimator = self.frame_estimator
+        estimator.reset()  # a new input: a new shot
         waiting: dict[int, tuple] = {}  # needed frames pushed, not yet predicted: (compact picture, keep)
 
         def hand_on(results) -> None:

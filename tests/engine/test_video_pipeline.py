@@ -178,3 +178,13 @@ def test_memory_stays_flat_over_a_long_360_clip(tmp_path):
     early, late = probe.samples[100], probe.samples[frames]
     print(f"\nresident memory: {early / 2**20:.1f} MB after frame 100, {late / 2**20:.1f} MB after frame {frames}")
     assert late <= 1.02 * early
+
+
+def test_one_adapter_runs_several_inputs_each_as_its_own_shot(tmp_path):
+    estimator = plugins.load_plugin(f"python:{write_plugin(tmp_path)}:make")
+    first, second = write_frames(tmp_path / "first", 5), write_frames(tmp_path / "second", 3)
+    adapter = ClipFrameEstimator(estimator)
+    request = pipeline.EstimateRequest(inputs=(str(first), str(second)), output_dir=str(tmp_path / "out"),
+                                       projection="perspective", save=("disparity",))
+    results = pipeline.run(request, frame_estimator=adapter).sources
+    assert [r.written for r in results] == [(1, 2, 3, 4, 5), (1, 2, 3)]

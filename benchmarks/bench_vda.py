@@ -146,7 +146,7 @@ def memory(folder: Path, frames: int, width: int, input_size: int) -> None:
     print(f"\nmemory: {frames} frames of {width}x{width // 2} through Video Depth Anything Small "
           f"(input size {input_size}), cube views; {_load()}")
     clip = make_clip(folder / "long.mp4", frames, width)
-    probe = RssProbe((100, frames))
+    probe = RssProbe(tuple(range(100, frames + 1, 100)) + (frames,))
     request = EstimateRequest(inputs=(str(clip),), output_dir=str(folder / "long-out"), save=("distance", "mask"),
                               progress="json")
     started = time.perf_counter()
@@ -154,6 +154,8 @@ def memory(folder: Path, frames: int, width: int, input_size: int) -> None:
     early, late = probe.samples[100], probe.samples[frames]
     print(f"  resident memory {early / 2**20:.1f} MB after frame 100, {late / 2**20:.1f} MB after frame {frames} "
           f"({100 * (late / early - 1):+.2f}%; target within 2%), {time.perf_counter() - started:.0f} s")
+    series = ", ".join(f"{n}: {probe.samples[n] / 2**20:.0f}" for n in sorted(probe.samples))
+    print(f"  every 100 frames (MB): {series}")
 
 
 def main() -> None:

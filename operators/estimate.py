@@ -100,7 +100,7 @@ def request_from_scene(scene: bpy.types.Scene, prefs=None, **overrides) -> Estim
         models_dir = dependencies.extension_user_path("models")
     fields = dict(
         inputs=(str(source),), output_dir=str(output), model=settings.model, layout=settings.layout,
-        views=settings.views, near=settings.near, far=settings.far,
+        views=settings.views, near=settings.near, far=settings.far, input_size=settings.input_size or None,
         device=getattr(prefs, "device", "auto") if prefs is not None else "auto",
         models_dir=bpy.path.abspath(models_dir) if models_dir else None,
         progress="json" if worker_protocol.cli_accepts_progress() else "none",

@@ -1,7 +1,7 @@
 """Per-scene Depth 360 settings (`scene.depth360`), what the N-panel edits."""
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty, FloatProperty, StringProperty
+from bpy.props import BoolProperty, EnumProperty, FloatProperty, IntProperty, StringProperty
 
 from ..estimators.models import registry
 
@@ -36,6 +36,11 @@ class Depth360SceneSettings(bpy.types.PropertyGroup):
     layout: EnumProperty(name="Layout", items=LAYOUT_ITEMS, default="mono")
     model: EnumProperty(name="Model", items=MODEL_ITEMS, default=registry.DEFAULT_MODEL)
     views: EnumProperty(name="Views", items=VIEW_ITEMS, default="cube")
+    input_size: IntProperty(
+        name="Network Size", default=0, min=0, soft_max=1036,
+        description="The network's input side in pixels: smaller is faster and coarser; 0: the model's own "
+        "(518 for Depth Anything)",
+    )
     near: FloatProperty(
         name="Near", description="Distance of the nearest surface, in metres",
         default=0.5, min=0.001, soft_max=100.0, unit="LENGTH",

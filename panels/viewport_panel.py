@@ -58,6 +58,7 @@ class VIEW3D_PT_depth360_model(_Depth360Tab, bpy.types.Panel):
             if spec.checkpoint:
                 _draw_weights(layout, context, spec)
         layout.prop(settings, "views")
+        layout.prop(settings, "input_size")
         row = layout.row(align=True)
         row.prop(settings, "near")
         row.prop(settings, "far")

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--near", type=float, metavar="M", help="distance of the nearest surface")
     parser.add_argument("--far", type=float, metavar="M", help="distance of the farthest surfaces")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), help="device for the networks")
+    parser.add_argument("--input-size", type=int, metavar="PIXELS",
+                        help="network input side instead of the model's own (smaller: faster, coarser)")
     parser.add_argument("--python", metavar="PATH", help="run the engine in a worker with this Python")
     parser.add_argument("--engine", choices=("auto", "worker", "in-process"), default="auto",
                         help="where the engine runs (default auto: in-process if it imports here)")
@@ -101,7 +103,7 @@ def configure_scene(scene, args: argparse.Namespace) -> dict:
     settings = scene.depth360
     settings.source_path = abspath(args.input)
     settings.output_dir = abspath(args.output)
-    for name in ("layout", "views", "near", "far"):
+    for name in ("layout", "views", "near", "far", "input_size"):
         value = getattr(args, name)
         if value is not None:
             setattr(settings, name, value)

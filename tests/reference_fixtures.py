@@ -91,3 +91,36 @@ def fixture_network(name: str, architecture: str, **options):
     state_dict = networks.convert_official_state_dict(architecture, fixture_state_dict(name))
     network.load_state_dict(state_dict, strict=True)
     return network
+
+
+def official_checkpoint_state(name: str) -> dict:
+    """The state dict an official file of fixture model `name` holds: the rule's values plus the
+    computed buffers the official file stores (Video Depth Anything's temporal sine tables,
+    made by the official formula); for files that store no computed buffer, `fixture_state_dict`."""
+    import math
+
+    import torch
+
+    state = fixture_state_dict(name)
+    for key, shape, _dtype, kind in manifest(name):
+        if kind != "computed_buffer":
+            continue
+        if not key.endswith(".pos_encoder.pe"):
+            raise ValueError(f"no official value known for the computed buffer {key}")
+        length, channels = shape[1], shape[2]
+        position = torch.arange(length).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, channels, 2) * (-math.log(10000.0) / channels))
+        table = torch.zeros(1, length, channels)
+        table[0, :, 0::2] = torch.sin(position * div_term)
+        table[0, :, 1::2] = torch.cos(position * div_term)
+        state[key] = table
+    return state
+
+
+def write_official_checkpoint(name: str, folder: Path) -> Path:
+    """Save fixture model `name` as its official file (`torch.save` of the official state dict) in `folder`."""
+    import torch
+
+    path = Path(folder) / index()[name]["official_file"]
+    torch.save(official_checkpoint_state(name), path)
+    return path

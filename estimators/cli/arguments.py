@@ -196,6 +196,9 @@ def _estimate_parser(commands) -> None:
     add("--frames", metavar="A-B", help="frame range of a video or sequence (1-based, inclusive; A- to the end)")
     add("--save", type=_save_kinds, metavar="KINDS",
         help=f"comma list of {','.join(SAVE_KINDS)} (default {','.join(DEFAULT_SAVE)})")
+    add("--input-size", type=int, metavar="PIXELS",
+        help="network input side instead of the model's own (518 for Depth Anything): smaller is faster "
+        "and coarser (the official input_size)")
     add("--device", choices=DEVICE_NAMES, default="auto", help="default auto: cuda, then mps, then cpu")
     add("--precision", choices=PRECISION_NAMES, default="auto", help="auto: fp16 on a GPU, fp32 on the CPU")
     add("--progress", choices=PROGRESS_MODES, default="bar",
@@ -241,7 +244,7 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         views=args.views, near=args.near, far=args.far, frames=frames, save=args.save, device=args.device,
         precision=args.precision, progress=args.progress, stabilise=args.stabilise,
         camera_solve=args.camera_solve, smoothing=args.smoothing,
-        sky=args.sky, refine=args.refine, overwrite=args.overwrite)
+        sky=args.sky, refine=args.refine, overwrite=args.overwrite, input_size=args.input_size)
 
 
 def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
@@ -252,7 +255,7 @@ def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = N
             "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
             "--device", request.device, "--precision", request.precision, "--progress", request.progress,
             "--smoothing", request.smoothing, "--sky", request.sky]
-    optional = {"--models-dir": request.models_dir, "--views": request.views,
+    optional = {"--models-dir": request.models_dir, "--views": request.views, "--input-size": request.input_size,
                 "--save": ",".join(request.save) if request.save is not None else None}
     for option, value in optional.items():
         if value is not None:

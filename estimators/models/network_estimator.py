@@ -7,10 +7,16 @@ the official resampling of the output back to the image's pixels
 and shift for relative models, metric depth in metres for metric models. `rays` are
 not used by monocular networks (they see pixels; the 360 path uses the rays to put
 views back together) but are checked, so that every estimator takes the same call.
+
+`VideoNetworkEstimator` (Video Depth Anything) adds the clip protocol:
+`predict_clip(images [T, N, h, w, 3], rays) -> [T, N, h, w]`, N streams of T <= `clip_window`
+frames each, every stream one forward pass of the network. Windowing a long video (the
+official keyframes, alignment and blend) is the video layer's business, not the estimator's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -122,16 +128,81 @@ class NetworkEstimator:
             return resize_output(raw.float(), (height, width), self.spec)
 
 
+def check_clip(images: np.ndarray, rays: np.ndarray | None, window: int) -> np.ndarray:
+    """`images` as float32 [T, N, h, w, 3] with 1 <= T <= window; ValueError otherwise."""
+    images = np.asarray(images)
+    if images.ndim != 5 or images.shape[4] != 3 or min(images.shape[:4]) < 1:
+        raise ValueError(f"clip images must be float32 [T, N, h, w, 3] RGB, got shape {images.shape}")
+    if images.shape[0] > window:
+        raise ValueError(f"a clip holds at most {window} frames, got {images.shape[0]}")
+    if rays is not None and np.shape(rays) != images.shape:
+        raise ValueError(f"rays must have the clip's shape {images.shape}, got {np.shape(rays)}")
+    return images.astype(np.float32, copy=False)
+
+
+class VideoNetworkEstimator(NetworkEstimator):
+    """A registry video network (Video Depth Anything): `predict` and `predict_clip`.
+
+    Each frame is prepared as `infer_video_depth` does: the official resize with the input
+    size `preprocessing.video_input_size` gives for the frame's shape (from `input_size`,
+    518 by default, the official `--input_size`), ImageNet normalisation; the output goes
+    back to the frame's pixels bilinearly, corners aligned.
+    """
+
+    def __init__(self, spec: ModelSpec, network, device, dtype=None, input_size: int | None = None):
+        super().__init__(spec, network, device, dtype, batch_size=1)
+        self.input_size = int(input_size or spec.input_size)
+
+    @property
+    def clip_window(self) -> int:
+        """The most frames one clip may hold (32 for Video Depth Anything)."""
+        return self.spec.clip_window
+
+    def _stream(self, frames: np.ndarray):
+        """One stream's frames float32 [T, h, w, 3] -> the network input tensor [1, T, 3, H, W]."""
+        import torch
+
+        from .preprocessing import prepare_input, video_input_size
+
+        size = video_input_size(frames.shape[1], frames.shape[2], self.input_size)
+        spec = dataclasses.replace(self.spec, input_size=size)
+        return torch.from_numpy(np.stack([prepare_input(frame, spec) for frame in frames]))[None]
+
+    def predict_clip(self, images: np.ndarray, rays: np.ndarray | None = None) -> np.ndarray:
+        """Official output float32 [T, N, h, w] of N streams of T frames (float32 [T, N, h, w, 3] RGB 0..1)."""
+        import torch
+
+        from .preprocessing import resize_output
+
+        images = check_clip(images, rays, self.clip_window)
+        frames, streams, height, width = images.shape[:4]
+        result = np.empty((frames, streams, height, width), dtype=np.float32)
+        with torch.inference_mode():
+            for n in range(streams):  # one stream at a time: memory of one window
+                tensor = self._stream(images[:, n]).to(self.device)
+                with autocast(self.device, self.dtype):
+                    raw = self.network(tensor)[0]
+                result[:, n] = resize_output(raw.float(), (height, width), self.spec).cpu().numpy()
+        return result
+
+    def predict(self, images: np.ndarray, rays: np.ndarray | None = None) -> np.ndarray:
+        """Each image alone, as a clip of one frame: float32 [N, h, w] (the video adapters use `predict_clip`)."""
+        images = check_images_and_rays(images, rays)
+        return self.predict_clip(images[None])[0]
+
+
 def load_estimator(
     name: str,
     models_dir: str | os.PathLike | None = None,
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = DEFAULT_BATCH_SIZE,
+    input_size: int | None = None,
 ):
     """The estimator called `name`: a registry model with its official weights, or a plug-in.
 
-    `python:FILE.py:FACTORY` loads a plug-in (device and precision are its own business).
+    `python:FILE.py:FACTORY` loads a plug-in (device, precision and input size are its own
+    business). `input_size` replaces the network's input side (None: the model's own).
     Raises BadInputError (unknown name, a model without a network, bad device),
     WeightsMissingError or WeightsInvalidError.
     """
@@ -148,4 +219,9 @@ def load_estimator(
     existing_checkpoint(spec, models_dir)  # a missing file is reported before torch is imported
     torch_device = choose_device(device)
     dtype = choose_precision(torch_device, precision)
-    return NetworkEstimator(spec, load_network(spec, models_dir), torch_device, dtype, batch_size)
+    network = load_network(spec, models_dir)
+    if input_size is not None:
+        spec = dataclasses.replace(spec, input_size=int(input_size))
+    if spec.clip_window:
+        return VideoNetworkEstimator(spec, network, torch_device, dtype)
+    return NetworkEstimator(spec, network, torch_device, dtype, batch_size)

@@ -6,6 +6,14 @@ and `predict(images, rays) -> ndarray`: images float32 [N, h, w, 3] RGB in 0..1,
 float32 [N, h, w, 3] unit directions, result float32 [N, h, w] (DESIGN.md). The file is
 imported from its path (it need not be on sys.path); it is the user's own code, run
 because they named it.
+
+The clip protocol (optional, what video networks offer): `predict_clip(images, rays) ->
+ndarray` with images float32 [T, N, h, w, 3] (N streams of T consecutive frames; a 360
+video's views, or one perspective video), rays [T, N, h, w, 3], result [T, N, h, w] of the
+same kind as `predict`; T <= `clip_window` (optional attribute, default and least 32:
+the windows are Video Depth Anything's). An estimator with `predict_clip` is run on videos
+through windows of 32 frames (video.clip_windows); each call may give each stream its own
+scale and shift (a relative network is consistent within a clip, not across clips or streams).
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ PLUGIN_PREFIX = "python:"
 # metres along each pixel's ray (a plug-in that measures distance, the stereo matcher).
 ESTIMATOR_KINDS = ("relative-disparity", "metric-depth", "metric-distance")
 METRIC_KINDS = ("metric-depth", "metric-distance")
+CLIP_WINDOW = 32  # the frames of one window of the clip protocol (Video Depth Anything's)
 
 
 def is_metric(kind: str) -> bool:
@@ -58,7 +67,19 @@ def validate_estimator(estimator, source: str):
         )
     if not callable(getattr(estimator, "predict", None)):
         raise BadInputError(f"{source}: the estimator has no callable predict(images, rays)")
+    clip = getattr(estimator, "predict_clip", None)
+    if clip is not None and not callable(clip):
+        raise BadInputError(f"{source}: the estimator's predict_clip is not callable")
+    window = getattr(estimator, "clip_window", CLIP_WINDOW)
+    if clip is not None and (not isinstance(window, int) or window < CLIP_WINDOW):
+        raise BadInputError(f"{source}: clip_window must be an integer of at least {CLIP_WINDOW} "
+                            f"(the windows of the clip protocol hold {CLIP_WINDOW} frames), got {window!r}")
     return estimator
+
+
+def has_clip(estimator) -> bool:
+    """True for an estimator that offers the clip protocol (`predict_clip`)."""
+    return callable(getattr(estimator, "predict_clip", None))
 
 
 def load_plugin(reference: str):
@@ -85,6 +106,19 @@ def load_plugin(reference: str):
     except Exception as error:  # the user's code, as above
         raise BadInputError(f"{reference}: {factory_name}() failed: {type(error).__name__}: {error}") from error
     return validate_estimator(estimator, reference)
+
+
+def check_clip_prediction(prediction, images: np.ndarray, source: str) -> np.ndarray:
+    """`prediction` as float32 [T, N, h, w] matching clip `images` [T, N, h, w, 3]; BadInputError otherwise."""
+    prediction = np.asarray(prediction)
+    expected = images.shape[:4]
+    if prediction.shape != expected:
+        raise BadInputError(
+            f"{source}: predict_clip returned shape {prediction.shape}, expected {expected} ([T, N, h, w])"
+        )
+    if not np.issubdtype(prediction.dtype, np.floating):
+        raise BadInputError(f"{source}: predict_clip returned dtype {prediction.dtype}, expected float32")
+    return prediction.astype(np.float32, copy=False)
 
 
 def check_prediction(prediction, images: np.ndarray, source: str) -> np.ndarray:

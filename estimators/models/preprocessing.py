@@ -5,6 +5,10 @@ ratio, scale so that the lower side is `input_size` ("lower_bound"), round both 
 multiples of 14, OpenCV bicubic, ImageNet mean/std; the prediction goes back to the
 image size with bilinear interpolation, corners aligned.
 
+Video Depth Anything (`infer_video_depth`): the same as Depth Anything V2 per frame, except
+that frames wider than 16:9 (long side / short side > 1.78) are given a smaller input
+size, `round(int(input_size * 1.777 / ratio) / 14) * 14` (`video_input_size`).
+
 MiDaS v3/v3.1 (`midas/model_loader.py` and `run.py`): the same resize code with
 `resize_method="minimal"` (scale by whichever of input_size/height and
 input_size/width is closer to 1, so small images are upscaled less than "lower_bound"
@@ -89,6 +93,22 @@ def resized_shape(
     return new_height, new_width
 
 
+# Video Depth Anything: the aspect ratio above which infer_video_depth shrinks the input size.
+VIDEO_RATIO_LIMIT = 1.78
+VIDEO_RATIO_TARGET = 1.777
+
+
+def video_input_size(height: int, width: int, input_size: int) -> int:
+    """The input size `infer_video_depth` uses for frames of `height` x `width` (module docstring)."""
+    if height <= 0 or width <= 0:
+        raise ValueError(f"frame size must be positive, got {height} x {width}")
+    ratio = max(height, width) / min(height, width)
+    if ratio > VIDEO_RATIO_LIMIT:
+        input_size = int(input_size * VIDEO_RATIO_TARGET / ratio)
+        input_size = round(input_size / 14) * 14
+    return input_size
+
+
 def network_input_shape(height: int, width: int, spec: InputSpec) -> tuple[int, int]:
     """(H, W) of the network input that `prepare_input` makes from a `height` x `width` image."""
     if spec.family == "stereo":
@@ -129,7 +149,7 @@ def resize_output(prediction, size: tuple[int, int], spec: InputSpec):
     import torch
     import torch.nn.functional as F
 
-    if spec.family == "depth-anything-v2":
+    if spec.family in ("depth-anything-v2", "video-depth-anything"):
         options = {"mode": "bilinear", "align_corners": True}
     elif spec.family == "midas":
         options = {"mode": "bicubic", "align_corners": False}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 OutputKind = Literal["relative-disparity", "metric-depth", "metric-distance"]  # models.plugins.ESTIMATOR_KINDS
-Family = Literal["depth-anything-v2", "midas", "stereo"]
+Family = Literal["depth-anything-v2", "video-depth-anything", "midas", "stereo"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -43,6 +43,7 @@ class ModelSpec:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     max_depth: float | None = None  # metric models: the head's range in metres
+    clip_window: int = 0  # video networks: the most frames one forward pass takes (0: an image network)
 
     @property
     def unpinned(self) -> tuple[str, ...]:
@@ -164,9 +165,50 @@ _MIDAS_PINS: dict[str, tuple[str | None, int | None, str]] = {
 }
 
 
+# Video Depth Anything (depth-anything/[Metric-]Video-Depth-Anything-{Small,Base,Large}), same layout.
+# Sources cited below (stored public copies, read for this pin; the index names no repository):
+#   LOCK    index 70607985332: a model lock builder (hf_file(...) rows: revision, size, sha256 of
+#           all six files, "immutable revisions and SHA256 identities")
+#   L2S     index 70874808512 (also 71414262168, an earlier copy): an extension's CHECKPOINTS
+#           table (revision and "LFS sha256" of all six files; no sizes)
+#   MERE    index 60259645993 (a checkpoint converter: revision, byteCount, sha256 of both Small
+#           files); 60648261882 and 56677606402 (revision and sha256 of both Small files)
+#   WAN     index 67590507911 (also 60624023258): revision, size, sha256 of Base and Large
+#   index   other stored public files, by id
+_VDA_PINS: dict[str, tuple[str | None, str | None, int | None, str]] = {
+    # revision: LOCK, MERE, 68885695237, 60653180006. sha256: LOCK, MERE, 59610279482, 63235338761.
+    # size: LOCK, MERE, 70156966332, 62113650502.
+    "video_depth_anything_vits.pth": (
+        "256875362cff76724b920335dfb4b29dd611f66e",
+        "13379300b739e659f076a59d52e9801bd8d38c541a7e71f73bbca4dcfb013609", 116440756, ""),
+    # revision, sha256, size: LOCK, WAN; revision and sha256 also L2S; size also 65968906814, 63361755951.
+    "video_depth_anything_vitb.pth": (
+        "7231d0c6e260f54f103eba5005d01f6efa4f43db",
+        "775e578e8f9431ec0496514aa466bd0a1f67c28d0f518267809f35a43c04329b", 458247082, ""),
+    # revision, sha256, size: LOCK, WAN; revision and sha256 also L2S; size also 70777227658.
+    "video_depth_anything_vitl.pth": (
+        "7aafbcb5c6af0bac741aad2b6471894fb4761afa",
+        "43df27c6b396042ba34ff7b798ab279f64d204d2e86d7a373968f8fa36d0e6fa", 1538392012, ""),
+    # revision and sha256: LOCK, L2S, MERE. size: LOCK, MERE, 71517158380, 60428802003.
+    "metric_video_depth_anything_vits.pth": (
+        "273d090f2ce17df50c2872d82c8322c45da5b4dd",
+        "3c28432b4e1f0d7bb31cad5151b6313b49457db5aa58d82e85bfb0f8b1311b33", 116444063, ""),
+    # revision and sha256: LOCK, L2S. size: LOCK only (458249567), so it is left out.
+    "metric_video_depth_anything_vitb.pth": (
+        "f6a245abad4b5a5b0d26722c8e1767ef310c547d",
+        "f6f58576b9680a112f2428d4f39aff92656d3ae85745b0164675ace8d5b1fade", None,
+        "size: one source only (458249567 bytes, index 70607985332)"),
+    # revision and sha256: LOCK, L2S. size: LOCK only (1538348216), so it is left out.
+    "metric_video_depth_anything_vitl.pth": (
+        "607fcdbd454b95c3bd39abbd3054142869a527d3",
+        "24eba25342e7ee0f054be25da6a852ebd7cfa40cd6bf41a353ecb6abfe24e620", None,
+        "size: one source only (1538348216 bytes, index 70607985332)"),
+}
+
+
 def _hugging_face_download(repo: str, file: str) -> dict:
     """checkpoint, url and pins of a depth-anything file (the URL names the pinned revision)."""
-    revision, sha256, size, unverified = _DA_PINS[file]
+    revision, sha256, size, unverified = {**_DA_PINS, **_VDA_PINS}[file]
     return dict(
         checkpoint=file,
         url=f"{_DA_HF}/{repo}/resolve/{revision or 'main'}/{file}",
@@ -222,6 +264,25 @@ def _depth_anything_metric(scene: str, dataset: str, max_depth: float, size: str
     )
 
 
+def _video_depth_anything(size: str, encoder: str, metric: bool) -> ModelSpec:
+    small = size == "small"
+    prefix = "metric_" if metric else ""
+    title = f"Video Depth Anything{' Metric' if metric else ''} {size.capitalize()}"
+    return ModelSpec(
+        name=f"video-depth-anything-{'metric-' if metric else ''}{size}",
+        title=title,
+        family="video-depth-anything",
+        license="Apache-2.0" if small else "CC-BY-NC-4.0",
+        commercial_use=small,
+        # metric: metres of planar depth (the official metric run.py back-projects it as z)
+        kind="metric-depth" if metric else "relative-disparity",
+        architecture=f"video-depth-anything-{encoder}",
+        **_hugging_face_download(f"{'Metric-' if metric else ''}Video-Depth-Anything-{size.capitalize()}",
+                                 f"{prefix}video_depth_anything_{encoder}.pth"),
+        clip_window=32,
+    )
+
+
 def _midas(stem: str, release: str, input_size: int, title: str, keep_aspect: bool = True) -> ModelSpec:
     return ModelSpec(
         name=f"midas-{stem.replace('_', '-')}",
@@ -248,6 +309,11 @@ _SPECS: tuple[ModelSpec, ...] = (
     *(
         _depth_anything_metric(scene, dataset, max_depth, size, encoder)
         for scene, dataset, max_depth in (("indoor", "Hypersim", 20.0), ("outdoor", "VKITTI", 80.0))
+        for size, encoder in (("small", "vits"), ("base", "vitb"), ("large", "vitl"))
+    ),
+    *(
+        _video_depth_anything(size, encoder, metric)
+        for metric in (False, True)
         for size, encoder in (("small", "vits"), ("base", "vitb"), ("large", "vitl"))
     ),
     _midas("dpt_beit_large_512", "v3_1", 512, "MiDaS v3.1 BEiT-L 512"),

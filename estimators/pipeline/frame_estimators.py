@@ -11,6 +11,16 @@ Each maps whole RGB frames to a `FramePrediction` (disparity and where it is val
 - `StereoGuidedFrameEstimator` (guided_estimator): a stereo frame through the stereo
   matcher and a network fused on the left eye, the network's disparity mapped to the
   stereo's metres (stereo.guided): dense metric depth with the network's edges.
+- `ClipFrameEstimator`: a clip estimator (`predict_clip`: Video Depth Anything, or a plug-in)
+  on an ordinary video, through the official windows (video.clip_windows).
+- `ViewStreamFrameEstimator`: a clip estimator on 360 video, each view a stream
+  (video.view_streams).
+
+The clip adapters are *streaming*: a window gives its frames only once later frames are in,
+so instead of `estimate` the pipeline calls `push(number, frame)` for each frame in order
+and `finish()` at the end, each returning the (number, FramePrediction) pairs that became
+final (`reset()` before each input), and asks `reach(number)` which frames must be pushed for frame `number` to come out
+as in a run over the whole shot (see pipeline.run).
 
 `build_frame_estimator(request, estimator)` picks the adapter a request asks for.
 """
@@ -25,7 +35,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from ..errors import BadInputError
-from ..models.plugins import ESTIMATOR_KINDS, is_metric
+from ..models.plugins import ESTIMATOR_KINDS, has_clip, is_metric
 from .request import STEREO_FAR, STEREO_NEAR, EstimateRequest
 
 STEREO_LAYOUTS = ("top-bottom", "side-by-side", "vr180")
@@ -70,6 +80,12 @@ def describe_model(estimator) -> dict:
         return {"name": getattr(estimator, "name", type(estimator).__name__), "kind": estimator.kind, "plugin": True}
     described = {"name": spec.name, "title": spec.title, "kind": spec.kind, "license": spec.license,
                  "commercial_use": spec.commercial_use}
+    from ..models import registry
+
+    native = registry.find(spec.name)
+    input_size = getattr(estimator, "input_size", spec.input_size)
+    if native is not None and input_size != native.input_size:  # only when changed: older sidecars stay comparable
+        described["input_size"] = input_size
     if hasattr(estimator, "device"):
         described.update(device=str(estimator.device), precision=getattr(estimator, "precision", None))
     return described
@@ -355,6 +371,144 @@ def vr180_description(ipd: float, min_distance: float, max_distance: float) -> d
                 disparity="1 / distance (1/m); 0 off the mask")
 
 
+class ClipFrameEstimator:
+    """A clip estimator on an ordinary (perspective) video: `infer_video_depth`'s windows, keyframes,
+    alignment and blend (video.clip_windows.OfficialVideoDepth), streamed.
+
+    The frames' rays are pinhole rays of a PHOTO_FOV_DEG view along +X. A relative estimator's
+    windows are aligned by the official least squares; a metric one's are only blended.
+    `alignments`: the (scale, shift) of each later window of the last segment.
+    """
+
+    streaming = True
+    batch_size = 1
+
+    def __init__(self, estimator):
+        self.kind = check_kind(estimator)
+        if not has_clip(estimator):
+            raise ValueError("ClipFrameEstimator needs an estimator with predict_clip")
+        self.estimator = estimator
+        self._stream = None
+
+    def reset(self) -> None:
+        """Forget the frames seen: the next push starts a new shot."""
+        self._stream = None
+
+    @property
+    def alignments(self) -> list[tuple[float, float]]:
+        return [] if self._stream is None else list(self._stream.alignments)
+
+    def reach(self, number: int) -> tuple[int, int]:
+        """(first, last) 1-based frames frame `number` depends on (video.clip_windows.reach)."""
+        from ..video.clip_windows import reach
+
+        first, last = reach(number - 1, "official")
+        return first + 1, last + 1
+
+    def push(self, number: int, frame: np.ndarray) -> list[tuple[int, FramePrediction]]:
+        """Frame `number` (1-based) in; the predictions that became final out, in order."""
+        from ..video.clip_windows import OfficialVideoDepth
+
+        frame = np.asarray(frame, dtype=np.float32)
+        if self._stream is None:
+            self._stream = OfficialVideoDepth(self.estimator.predict_clip, photo_rays(*frame.shape[:2]),
+                                              metric=is_metric(self.kind), source=describe_model(self.estimator)["name"])
+        return self._predictions(self._stream.push(number - 1, frame))
+
+    def finish(self) -> list[tuple[int, FramePrediction]]:
+        """The end of the frames: every prediction still held."""
+        return [] if self._stream is None else self._predictions(self._stream.finish())
+
+    def _predictions(self, results) -> list[tuple[int, FramePrediction]]:
+        return [(index + 1, to_prediction(depth, self.kind)) for index, depth in results]
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Frames [N, H, W, 3] as one whole clip (frames 1..N of a fresh stream)."""
+        self.reset()
+        results = [r for number, frame in enumerate(frames, start=1) for r in self.push(number, frame)]
+        return [prediction for _, prediction in results + self.finish()]
+
+    def describe(self) -> dict:
+        """Model and adapter settings for the sidecar."""
+        return {**describe_model(self.estimator), "adapter": "video windows", "projection": "perspective",
+                "windows": "32 frames every 22, keyframes, least-squares alignment, 8-frame blend (official)",
+                "rays": f"pinhole, {PHOTO_FOV_DEG:g} degrees horizontal field of view, looking along +X"}
+
+
+class ViewStreamFrameEstimator:
+    """A clip estimator on 360 video: each view of the layout a stream through the windows,
+    aligned once per window, fused per frame (video.view_streams.ViewStreamFusion), streamed.
+
+    The fused disparity is along the rays (metric kinds: 1/m, planar metric depth included), as
+    FusionFrameEstimator gives it; calibration happens in the post stage.
+    """
+
+    streaming = True
+    batch_size = 1
+
+    def __init__(self, estimator, views="cube", **fusion_options):
+        kind = check_kind(estimator)
+        if not has_clip(estimator):
+            raise ValueError("ViewStreamFrameEstimator needs an estimator with predict_clip")
+        self.kind = "metric-distance" if is_metric(kind) else kind
+        self.estimator = estimator
+        self.views = views
+        self.fusion_options = fusion_options
+        self.fusion = None
+
+    def reset(self) -> None:
+        """Forget the frames seen: the next push starts a new shot."""
+        self.fusion = None
+
+    @property
+    def last_timings(self) -> dict[str, float]:
+        """Seconds per stage of the view streams (project, predict, align, merge) since the last look."""
+        return {} if self.fusion is None else self.fusion.take_timings()
+
+    def reach(self, number: int) -> tuple[int, int]:
+        """(first, last) 1-based frames frame `number` depends on (local window anchors)."""
+        from ..video.clip_windows import reach
+
+        first, last = reach(number - 1, "local")
+        return first + 1, last + 1
+
+    def push(self, number: int, frame: np.ndarray) -> list[tuple[int, FramePrediction]]:
+        """Equirect frame `number` (1-based) in; the fused predictions that became final out."""
+        from ..video.view_streams import ViewStreamFusion
+
+        if self.fusion is None:
+            self.fusion = ViewStreamFusion(self.estimator, self.views, **self.fusion_options)
+        try:
+            return self._predictions(self.fusion.push(number - 1, frame))
+        except ValueError as error:  # the panorama's input checks: not a usable 360 frame
+            if isinstance(error, BadInputError):
+                raise
+            raise BadInputError(str(error)) from None
+
+    def finish(self) -> list[tuple[int, FramePrediction]]:
+        """The end of the frames: every fused prediction still held."""
+        return [] if self.fusion is None else self._predictions(self.fusion.finish())
+
+    @staticmethod
+    def _predictions(results) -> list[tuple[int, FramePrediction]]:
+        return [(index + 1, FramePrediction(disparity.astype(np.float32), seen.copy()))
+                for index, (disparity, seen) in results]
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Equirect frames [N, H, W, 3] as one whole clip (frames 1..N of a fresh stream)."""
+        self.reset()
+        results = [r for number, frame in enumerate(frames, start=1) for r in self.push(number, frame)]
+        return [prediction for _, prediction in results + self.finish()]
+
+    def describe(self) -> dict:
+        """Model and view-stream settings for the sidecar."""
+        views = self.views if isinstance(self.views, str) else f"{len(self.views)} views"
+        options = {k: v for k, v in self.fusion_options.items() if isinstance(v, int | float | str | bool)}
+        return {**describe_model(self.estimator), "adapter": "equirect view streams", "views": views,
+                "windows": "32 frames every 22, keyframes 20 and 10 frames back, one scale and shift per view "
+                           "per window, windows chained by scale, 8-frame blend", **options}
+
+
 def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[str], None] | None = None):
     """The adapter `request` asks for, around `estimator` (None for the stereo matcher)."""
     if request.guided:
@@ -370,6 +524,10 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
         far = request.far if request.far is not None else STEREO_FAR
         return StereoFrameEstimator(request.layout, projection=request.projection, ipd=request.ipd,
                                     pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn)
+    if has_clip(estimator):
+        if request.projection == "perspective":
+            return ClipFrameEstimator(estimator)
+        return ViewStreamFrameEstimator(estimator, request.views or "cube")
     if request.projection == "perspective":
         return PlainFrameEstimator(estimator, projection="perspective")
     from .device_frames import DeviceFusionFrameEstimator, runs_on_torch_device

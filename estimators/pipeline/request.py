@@ -40,6 +40,8 @@ class EstimateRequest:
     (first, last) 1-based inclusive with `last` None for "to the end", `save` None for
     the default kinds, `near`/`far` None for the model's defaults. `overwrite`: a range
     whose recorded options differ from this request's is recomputed instead of refused.
+    `input_size`: the network's input side instead of the model's own (518 for the Depth
+    Anything families; the official `input_size`); None keeps the model's.
     """
 
     inputs: tuple[str, ...]
@@ -64,6 +66,7 @@ class EstimateRequest:
     sky: Literal["keep", "mask"] = "keep"
     refine: bool = False
     overwrite: bool = False
+    input_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "inputs", tuple(str(i) for i in self.inputs))
@@ -119,6 +122,8 @@ class EstimateRequest:
             raise BadInputError(f"--pole-merge {self.pole_merge}: need 0 <= FROM < TO <= 90 degrees")
         if not self.ipd > 0:
             raise BadInputError(f"--ipd {self.ipd} must be positive")
+        if self.input_size is not None and not (isinstance(self.input_size, int) and 14 <= self.input_size <= 4096):
+            raise BadInputError(f"--input-size {self.input_size}: a whole number of pixels from 14 to 4096")
 
     def _check_model_and_layout(self) -> None:
         if self.stereo and self.layout == "mono":

@@ -11,18 +11,25 @@ queues (pipeline.stages):
    so that any chunk gives the poses of a whole-shot run; it runs ahead of the others;
 1. read: frames decoded in order (pipeline.sources), only those needed, each with its
    pose from the solve;
-2. estimate: batches through the frame estimator (pipeline.frame_estimators);
+2. estimate: batches through the frame estimator (pipeline.frame_estimators), or, for a
+   streaming one (a video network's windows), frame by frame: its predictions come out
+   in order once their windows are done; meanwhile the frames wait in a compact form
+   (8-bit where that is exact), so memory stays bounded by one window;
 3. post-process: holes, resampling, smoothing, temporal stabilisation, calibration
    (pipeline.frame_depth), frames in order;
 4. write: every file atomically, then the progress report (pipeline.outputs).
 
 Before any work a run checks the request, probes the inputs and compares its options
 with those recorded for finished frames (pipeline.resume). A frame is complete or
-absent; the sidecar records the run (pipeline.sidecar).
+absent; the sidecar records the run (pipeline.sidecar). Frames are needed when they are
+written or are the stabiliser's context; a streaming estimator also reads, around each run
+of needed frames, the frames its windows take (`reach`), before and after, so that a chunk
+or a resumed run gives the numbers of a run over the whole shot.
 """
 
 from __future__ import annotations
 
+import bisect
 import collections
 import os
 import queue
@@ -36,6 +43,7 @@ from typing import TextIO
 
 from ..errors import BadInputError, Depth360Error
 from ..video.camera_motion import CameraSolver, SolveSettings
+from ..video.clip_windows import compact_frame, restore_frame
 from ..video.temporal import StabiliserSettings
 from . import resume
 from .frame_depth import make_stabiliser, postprocess_frame
@@ -184,7 +192,8 @@ def load_model(request: EstimateRequest):
         return None
     from ..models.network_estimator import load_estimator
 
-    return load_estimator(request.model, request.models_dir, request.device, request.precision)
+    return load_estimator(request.model, request.models_dir, request.device, request.precision,
+                          input_size=request.input_size)
 
 
 def _total_frames(request: EstimateRequest, sources: list[Source]) -> int:
@@ -254,6 +263,7 @@ class SourceRun:
         self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser, camera)
         self.save = saved_kinds(request, self.settings)
         self.plate = hasattr(frame_estimator, "depth_frame")
+        self.streaming = bool(getattr(frame_estimator, "streaming", False))
         self.first, self.last = _resolve_range(source, request.frames)
         ranged = request.frames is not None
         self.layout = OutputLayout.for_source(source, Path(request.output_dir), self.first, self.last, ranged)
@@ -296,6 +306,37 @@ class SourceRun:
                            if self.needed(n)), None)
         if last is None:
             self.start = max(1, self.first - context)
+        self._plan_reads()
+
+    def _plan_reads(self) -> None:
+        """The frames to decode: those needed, or for a streaming estimator the reach of each needed frame."""
+        self.read_start, self.read_last, self._read_spans = self.start, self.last, None
+        if not self.streaming or self.start is None:
+            return
+        reach = self.frame_estimator.reach
+        if self.last is None:  # unknown length: every frame from the first one's reach on
+            self.read_start = max(1, reach(self.start)[0])
+            self._read_spans = [(self.read_start, float("inf"))]
+            return
+        spans: list[list[int]] = []
+        for number in range(self.start, self.last + 1):
+            if not self.needed(number):
+                continue
+            low, high = reach(number)
+            if spans and low <= spans[-1][1] + 1:
+                spans[-1][1] = max(spans[-1][1], high)
+            else:
+                spans.append([max(1, low), high])
+        count = self.source.frame_count if self.source.frame_count_exact else None
+        self._read_spans = [(low, high if count is None else min(high, count)) for low, high in spans]
+        self.read_start, self.read_last = self._read_spans[0][0], self._read_spans[-1][1]
+
+    def read_wanted(self, number: int) -> bool:
+        """True for a frame the read stage decodes."""
+        if self._read_spans is None:
+            return self.needed(number)
+        i = bisect.bisect_right(self._read_spans, (number, float("inf"))) - 1
+        return i >= 0 and self._read_spans[i][0] <= number <= self._read_spans[i][1]
 
     def complete(self, number: int) -> bool:
         if number not in self._complete:
@@ -345,7 +386,8 @@ class SourceRun:
             self.stages.put(self.read_q, END)
             return
         tick = time.perf_counter()
-        for number, rgb in self.source.frames(self.start, self.last, wanted=self.needed, workers=DECODE_THREADS):
+        for number, rgb in self.source.frames(self.read_start, self.read_last, wanted=self.read_wanted,
+                                              workers=DECODE_THREADS):
             self.last_seen = max(self.last_seen, number)
             self.stages.add_busy("read", time.perf_counter() - tick)
             camera = self._pose_of(number) if self.solve is not None else None
@@ -394,9 +436,12 @@ class SourceRun:
         return None
 
     def estimate(self) -> None:
-        """Stage 2: batches of frames through the frame estimator."""
+        """Stage 2: batches of frames through the frame estimator (a streaming one: frame by frame)."""
         import numpy as np
 
+        if self.streaming:
+            self._estimate_streaming()
+            return
         batch = max(1, int(self.frame_estimator.batch_size))
         depth_frame: Callable | None = getattr(self.frame_estimator, "depth_frame", None)
         done = False
@@ -430,6 +475,44 @@ class SourceRun:
         if short <= 0 or (self.source.frame_count or 1) < batch:
             return frames
         return np.concatenate([frames, np.repeat(frames[-1:], short, axis=0)])
+
+    def _estimate_streaming(self) -> None:
+        """Stage 2 for a streaming estimator: push every frame read, hand on the needed ones' predictions."""
+        estimator = self.frame_estimator
+        estimator.reset()  # a new input: a new shot
+        waiting: dict[int, tuple] = {}  # needed frames pushed, not yet predicted: (compact picture, keep, pose)
+
+        def hand_on(results) -> None:
+            for number, prediction in results:
+                if number not in waiting:
+                    continue  # a frame only the estimator's windows needed
+                missing = [n for n in waiting if n < number]
+                if missing:
+                    raise ValueError(f"frame estimator gave no prediction for frame {missing[0]}")
+                picture, keep, camera = waiting.pop(number)
+                self.stages.put(self.estimated_q, (number, restore_frame(picture), keep, prediction, camera))
+
+        while (item := self.stages.get(self.read_q)) is not END:
+            number, rgb, keep, camera = item
+            if self.needed(number):
+                waiting[number] = (compact_frame(rgb), keep, camera)
+            tick = time.perf_counter()
+            results = estimator.push(number, rgb)
+            self._estimated(tick)
+            hand_on(results)
+        tick = time.perf_counter()
+        results = estimator.finish()
+        self._estimated(tick)
+        hand_on(results)
+        if waiting:
+            raise ValueError(f"frame estimator gave no prediction for frame {min(waiting)}")
+        self.stages.put(self.estimated_q, END)
+
+    def _estimated(self, tick: float) -> None:
+        """Count the estimate stage's busy time since `tick`, and the estimator's own stages."""
+        self.stages.add_busy("estimate", time.perf_counter() - tick)
+        for stage, seconds in getattr(self.frame_estimator, "last_timings", {}).items():
+            self.stages.add_busy(f"estimate_{stage}", seconds)
 
     def post(self) -> None:
         """Stage 3: post-process and stabilise in order; render the files of the frames to write."""
@@ -505,9 +588,13 @@ class SourceRun:
 
     def _frames_summary(self) -> dict:
         last = self.last if self.last is not None else max([self.last_seen, *self.written, self.first])
+        rule = f"frame t depends on frames t-{self.settings.context_frames}..t"
+        if self.streaming:
+            rule = (f"frame t depends on the frames of its estimator windows (32 frames every 22) and on those of "
+                    f"frames t-{self.settings.context_frames}..t")
         return {"first": self.first, "last": last, "written": len(self.written),
                 "skipped_complete": len(self.skipped), "context_estimated": len(self.context_frames),
-                "context_rule": f"frame t depends on frames t-{self.settings.context_frames}..t"}
+                "context_rule": rule}
 
     def _close(self, error: BaseException | None, wall: float) -> None:
         """Close the preview video and the sidecar: complete, or failed with the error."""

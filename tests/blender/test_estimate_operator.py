@@ -520,3 +520,65 @@ def test_a_still_is_estimated_here_and_a_bad_cluster_address_is_reported(scene, 
         assert options.address == "10.0.0.5:6379" and options.to_cli() == "ray:10.0.0.5:6379"
     finally:
         prefs.use_cluster, prefs.cluster_address = False, ""
+
+
+VIDEO_MODELS = {
+    "video-depth-anything-small": "Apache-2.0", "video-depth-anything-base": "CC-BY-NC-4.0",
+    "video-depth-anything-large": "CC-BY-NC-4.0", "video-depth-anything-metric-small": "Apache-2.0",
+    "video-depth-anything-metric-base": "CC-BY-NC-4.0", "video-depth-anything-metric-large": "CC-BY-NC-4.0",
+}
+
+
+def test_the_panel_lists_the_video_models_with_their_licences(scene):
+    items = {item.identifier: item for item in scene.depth360.bl_rna.properties["model"].enum_items}
+    try:
+        for name, licence in VIDEO_MODELS.items():
+            assert licence in items[name].description, name
+            assert ("non-commercial" in items[name].description) == (licence != "Apache-2.0")
+            scene.depth360.model = name  # selectable
+    finally:
+        scene.depth360.model = "depth-anything-v2-small"
+    assert scene.depth360.input_size == 0  # the model's own network size unless the artist picks one
+
+
+@pytest.fixture
+def vda_models(tmp_path_factory):
+    """A models folder holding Video Depth Anything Small's official file, made from the reference
+    fixture's weights by the engine's Python (this Blender's may have no torch)."""
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("models")
+    code = ("import sys; from tests.reference_fixtures import write_official_checkpoint as write; "
+            "write('video_depth_anything_vits', sys.argv[1])")
+    made = subprocess.run([str(ENGINE_PYTHON), "-c", code, str(folder)], cwd=REPO, capture_output=True, text=True)
+    assert made.returncode == 0, made.stderr
+    return folder
+
+
+def test_a_video_estimate_with_video_depth_anything_from_the_panel(scene, tmp_path, vda_models, installed_extension):
+    """The panel's model list, a 360 image sequence, the worker: Video Depth Anything's windows and
+    view streams run, the depth of every frame is written and the mesh follows it."""
+    rng = np.random.default_rng(7)
+    shot = tmp_path / "shot"
+    shot.mkdir()
+    for number in range(1, 4):
+        write_plate(shot / f"shot_{number:04d}.png", rng.uniform(0.1, 0.9, size=(32, 64, 3)).astype(np.float32))
+    settings = scene.depth360
+    settings.source_path = str(shot / "shot_%04d.png")
+    settings.model, settings.views, settings.input_size = "video-depth-anything-small", "cube", 28
+    settings.build_compositor_after = False
+    prefs = bpy.context.preferences.addons[installed_extension].preferences
+    prefs.models_dir = str(vda_models)
+    try:
+        result = bpy.ops.depth360.estimate(engine="WORKER")
+    finally:
+        prefs.models_dir = ""
+        settings.input_size = 0
+        settings.model = "depth-anything-v2-small"
+    assert result == {"FINISHED"}
+    out = tmp_path / "out" / "shot"
+    assert settings.depth_path == str(out / "distance_00001.exr")
+    assert all((out / f"distance_{n:05d}.exr").is_file() for n in range(1, 4))
+    sidecar = (out / "shot.json").read_text()
+    assert '"video-depth-anything-small"' in sidecar and '"equirect view streams"' in sidecar
+    assert "Depth360 Mesh" in bpy.data.objects

@@ -67,12 +67,15 @@ def test_models_lists_every_model_with_licence_and_presence(tmp_path):
 # The downloads pinned to a revision (Hugging Face commit or GitHub release), a sha256 and a byte
 # size, each from two independent sources (registry.py cites them). For the others no second source
 # was found: Metric Hypersim Base has one source for its revision (so its URL stays on main, its
-# sha256 and size still pin the bytes); five MiDaS files have no sha256 and size with two sources.
+# sha256 and size still pin the bytes); five MiDaS files have no sha256 and size with two sources;
+# Video Depth Anything Metric Base and Large have one source for their size.
 FULLY_PINNED = {
     "depth-anything-v2-small", "depth-anything-v2-base", "depth-anything-v2-large",
     "depth-anything-v2-metric-indoor-small", "depth-anything-v2-metric-indoor-large",
     "depth-anything-v2-metric-outdoor-small", "depth-anything-v2-metric-outdoor-base",
     "depth-anything-v2-metric-outdoor-large", "midas-dpt-beit-large-512", "midas-dpt-large-384",
+    "video-depth-anything-small", "video-depth-anything-base", "video-depth-anything-large",
+    "video-depth-anything-metric-small",
 }
 NOT_PINNED = {
     "depth-anything-v2-metric-indoor-base": "no: revision",
@@ -81,6 +84,8 @@ NOT_PINNED = {
     "midas-dpt-swin2-tiny-256": "no: sha256, size",
     "midas-dpt-levit-224": "no: sha256, size",
     "midas-dpt-hybrid-384": "no: sha256, size",
+    "video-depth-anything-metric-base": "no: size",
+    "video-depth-anything-metric-large": "no: size",
 }
 
 

@@ -130,12 +130,13 @@ def test_request_is_what_the_cli_parses():
         inputs=("/footage/pano.png", "-starts-like-an-option.png"), output_dir="/out", model="midas-dpt-large-384",
         views="ico", near=0.5, far=80.0, frames=(2, 9), save=("distance", "mask"), device="cpu",
         models_dir="/models", smoothing="median", stabilise=False, camera_solve=False, overwrite=True,
+        input_size=364,
     )
     args = cli.build_parser().parse_args(cli.request_to_args(request))
     assert args.command == "estimate" and args.inputs == ["/footage/pano.png", "-starts-like-an-option.png"]
     assert (args.output, args.model, args.layout, args.views) == ("/out", "midas-dpt-large-384", "mono", "ico")
     assert (args.near, args.far, args.frames, args.save) == (0.5, 80.0, "2-9", ("distance", "mask"))
-    assert (args.device, args.models_dir, args.projection) == ("cpu", "/models", "equirect")
+    assert (args.device, args.models_dir, args.projection, args.input_size) == ("cpu", "/models", "equirect", 364)
     assert cli.request_from_args(args) == request
     stereo = EstimateRequest(inputs=("tb.png",), output_dir="/out", model="stereo", layout="top-bottom",
                              ipd=0.07, pole_merge=None, frames=(3, None), progress="json")
@@ -144,7 +145,8 @@ def test_request_is_what_the_cli_parses():
     assert command[:4] == ["/usr/bin/python3", "-u", "-m", "depth360.estimators.cli"]
     assert command[4:] == cli.request_to_args(request)
     for bad, message in (({"near": 1.0}, "--near and --far"), ({"frames": (5, 2)}, "frames"),
-                         ({"inputs": ()}, "at least one input"), ({"layout": "top-bottom"}, "--model stereo")):
+                         ({"inputs": ()}, "at least one input"), ({"layout": "top-bottom"}, "--model stereo"),
+                         ({"input_size": 8}, "--input-size 8"), ({"input_size": 300.5}, "whole number")):
         with pytest.raises(ValueError, match=message):
             EstimateRequest(**{"inputs": ("a.png",), "output_dir": "o", **bad})
     with pytest.raises(ValueError, match="dotted Python name"):

@@ -5,7 +5,8 @@ randomly initialised network in eval mode) and
 `convert_official_state_dict(variant, state_dict) -> dict`, the one function that maps
 an official checkpoint's keys to the module's (the same function loads a real download
 and the reference fixtures). A network's forward takes a normalised float32
-[N, 3, h, w] tensor and returns the official model's raw output [N, h, w].
+[N, 3, h, w] tensor and returns the official model's raw output [N, h, w]; a video
+network (Video Depth Anything) takes a clip [B, T, 3, h, w] and returns [B, T, h, w].
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ ARCHITECTURES: dict[str, tuple[str, str]] = {
     "depth-anything-v2-vits": ("depth_anything_v2", "vits"),
     "depth-anything-v2-vitb": ("depth_anything_v2", "vitb"),
     "depth-anything-v2-vitl": ("depth_anything_v2", "vitl"),
+    "video-depth-anything-vits": ("video_depth_anything", "vits"),
+    "video-depth-anything-vitb": ("video_depth_anything", "vitb"),
+    "video-depth-anything-vitl": ("video_depth_anything", "vitl"),
     "midas-dpt-beit-large-512": ("midas", "dpt_beit_large_512"),
     "midas-dpt-beit-base-384": ("midas", "dpt_beit_base_384"),
     "midas-dpt-swin2-large-384": ("midas", "dpt_swin2_large_384"),

@@ -144,7 +144,7 @@ def plate_file(path) -> str:
     from ..estimators.media import video_io
 
     try:
-        return str(video_io.probe(folder).files[0])
+        return str(video_io.probe(folder, sizes=False).files[0])
     except BadInputError as error:
         raise CompositingInputError(str(error)) from None
 

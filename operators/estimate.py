@@ -119,10 +119,10 @@ def depth_output_path(request: EstimateRequest) -> Path:
 
     first, last = request.frames or (1, None)
     source = Path(request.inputs[0])
-    if source.is_dir() or video_io.is_video_path(source):
+    if video_io.is_sequence_path(source) or video_io.is_video_path(source):
         # Named as the engine names them, without decoding a frame (Blender's own Python may
         # lack OpenCV and PyAV, which the worker's has).
-        name = source.resolve().name if source.is_dir() else source.stem
+        name = video_io.probe(source, sizes=False).name if video_io.is_sequence_path(source) else source.stem
         layout = OutputLayout(Path(request.output_dir) / name, name, False)
         return layout.folder / layout.file_name("distance", first, "exr")
     layout = OutputLayout.for_source(open_source(source), Path(request.output_dir), first, last,
@@ -266,7 +266,7 @@ def plate_path(request: EstimateRequest, depth: Path) -> str:
     if source.is_dir():
         from ..estimators.media import video_io
 
-        return str(video_io.probe(source).files[0])
+        return str(video_io.probe(source, sizes=False).files[0])  # Blender's Python may lack OpenCV
     return request.inputs[0]
 
 

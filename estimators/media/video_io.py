@@ -119,13 +119,15 @@ def is_sequence_path(path: str | os.PathLike) -> bool:
     return bool(_PRINTF.search(Path(path).name)) or Path(path).is_dir()
 
 
-def probe(source: str | os.PathLike) -> SourceInfo:
-    """Describe a video file, a printf pattern or a folder of numbered images."""
+def probe(source: str | os.PathLike, *, sizes: bool = True) -> SourceInfo:
+    """Describe a video file, a printf pattern or a folder of numbered images. `sizes` False: an image
+    sequence is listed without decoding a file (width and height 0; for Blender's own Python, which
+    may lack OpenCV)."""
     path = Path(source)
     if _PRINTF.search(path.name):
-        return _probe_pattern(path)
+        return _probe_pattern(path, sizes)
     if path.is_dir():
-        return _probe_folder(path)
+        return _probe_folder(path, sizes)
     if not path.exists():
         raise BadInputError(f"input {path} does not exist")
     if not is_video_path(path):
@@ -155,7 +157,7 @@ def _check_contiguous(numbered: list[tuple[int, Path]], render: Callable[[int], 
             )
 
 
-def _probe_pattern(pattern: Path) -> SourceInfo:
+def _probe_pattern(pattern: Path, sizes: bool = True) -> SourceInfo:
     match = _PRINTF.search(pattern.name)
     prefix, suffix = pattern.name[: match.start()], pattern.name[match.end() :]
     if _PRINTF.search(suffix) or _PRINTF.search(prefix):
@@ -175,10 +177,10 @@ def _probe_pattern(pattern: Path) -> SourceInfo:
     numbered.sort()
     template = pattern.name if width else prefix + "%d" + suffix
     _check_contiguous(numbered, lambda n: template % n, str(pattern))
-    return _sequence_info(pattern, _sequence_name(prefix, folder), numbered)
+    return _sequence_info(pattern, _sequence_name(prefix, folder), numbered, sizes)
 
 
-def _probe_folder(folder: Path) -> SourceInfo:
+def _probe_folder(folder: Path, sizes: bool = True) -> SourceInfo:
     groups: dict[tuple[str, str], list[tuple[int, Path]]] = {}
     for entry in os.scandir(folder):
         stem, suffix = os.path.splitext(entry.name)
@@ -200,15 +202,15 @@ def _probe_folder(folder: Path) -> SourceInfo:
     digits = {len(p.stem) - len(prefix) for _, p in numbered}
     pad = min(digits) if len(digits) == 1 else 0
     _check_contiguous(numbered, lambda n: f"{prefix}{n:0{pad}d}{suffix}", str(folder))
-    return _sequence_info(folder, folder.resolve().name, numbered)
+    return _sequence_info(folder, folder.resolve().name, numbered, sizes)
 
 
-def _sequence_info(path: Path, name: str, numbered: list[tuple[int, Path]]) -> SourceInfo:
+def _sequence_info(path: Path, name: str, numbered: list[tuple[int, Path]], sizes: bool = True) -> SourceInfo:
     from .image_io import read_image
 
-    first = read_image(numbered[0][1])
+    height, width = read_image(numbered[0][1]).shape[:2] if sizes else (0, 0)
     return SourceInfo(
-        path=path, kind="sequence", name=name, width=first.shape[1], height=first.shape[0],
+        path=path, kind="sequence", name=name, width=width, height=height,
         frame_count=len(numbered), frame_count_exact=True, files=tuple(p for _, p in numbered),
     )
 

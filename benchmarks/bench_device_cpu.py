@@ -131,9 +131,9 @@ def section_trip(repeats: int) -> None:
 def _report(runs: dict[str, list[dict[str, float]]], repeats: int) -> None:
     stages = [k for k in runs["numpy"][0] if k != "frame"] + ["frame"]
     print(f"  medians of {repeats} frames each, interleaved; {_load()}")
-    print("  " + f"{'trip':>8s}" + "".join(f"{s:>10s}" for s in stages))
+    print("  " + f"{'trip':>8s}" + "".join(f"{s:>12s}" for s in stages))
     for name, frames in runs.items():
-        print("  " + f"{name:>8s}" + "".join(f"{statistics.median(f.get(s, 0.0) for f in frames):10.3f}" for s in stages))
+        print("  " + f"{name:>8s}" + "".join(f"{statistics.median(f.get(s, 0.0) for f in frames):12.3f}" for s in stages))
     numpy_frame = statistics.median(f["frame"] for f in runs["numpy"])
     device_frame = statistics.median(f["frame"] for f in runs["device"])
     verdict = "not slower" if device_frame <= numpy_frame else "SLOWER"

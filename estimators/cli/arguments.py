@@ -16,6 +16,7 @@ from ..pipeline.request import (
     DEFAULT_MODEL,
     DEFAULT_POLE_MERGE,
     DEFAULT_SAVE,
+    EDGE_MODES,
     LAYOUTS,
     PROGRESS_MODES,
     SAVE_KINDS,
@@ -215,6 +216,8 @@ def _estimate_parser(commands) -> None:
                            help="mask: pixels at the far distance are taken off the mask (default keep)")
     sequences.add_argument("--refine", action="store_true",
                            help="edge-aware refinement of each frame's depth at full size")
+    estimate.add_argument("--edges", choices=EDGE_MODES, default="snap", help="snap: depth edges put on the "
+                          "picture's (stereo fattening undone, smeared edges snapped); none: as estimated")
     add_cluster_arguments(estimate)
 
 
@@ -241,7 +244,7 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         views=args.views, near=args.near, far=args.far, frames=frames, save=args.save, device=args.device,
         precision=args.precision, progress=args.progress, stabilise=args.stabilise,
         camera_solve=args.camera_solve, smoothing=args.smoothing,
-        sky=args.sky, refine=args.refine, overwrite=args.overwrite)
+        sky=args.sky, refine=args.refine, edges=args.edges, overwrite=args.overwrite)
 
 
 def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
@@ -251,7 +254,7 @@ def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = N
             "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
             "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
             "--device", request.device, "--precision", request.precision, "--progress", request.progress,
-            "--smoothing", request.smoothing, "--sky", request.sky]
+            "--smoothing", request.smoothing, "--sky", request.sky, "--edges", request.edges]
     optional = {"--models-dir": request.models_dir, "--views": request.views,
                 "--save": ",".join(request.save) if request.save is not None else None}
     for option, value in optional.items():

@@ -36,7 +36,7 @@ def true_edges(distance: np.ndarray, jump: float = EDGE_JUMP) -> np.ndarray:
     edges = np.zeros(distance.shape, bool)
     for axis in (0, 1):
         other = _neighbour(capped, axis)
-        step = np.maximum(capped, other) / np.minimum(capped, other) > 1.0 + jump
+        step = np.maximum(capped, other) > np.minimum(capped, other) * (1.0 + jump)
         edges |= step
         edges |= np.roll(step, 1, 1) if axis == 1 else np.concatenate([step[:1] & False, step[:-1]])
     return edges
@@ -104,7 +104,8 @@ def straddling_spheres(truth: np.ndarray, object_index: np.ndarray, rays: np.nda
     surfaces: half of each is hidden. Edges of different objects, the most central row of each."""
     capped = np.where(np.isfinite(truth), truth, np.inf)
     right = np.roll(capped, -1, 1)
-    ratio = np.maximum(capped, right) / np.minimum(capped, right)
+    with np.errstate(invalid="ignore"):  # sky beside sky: inf / inf
+        ratio = np.maximum(capped, right) / np.minimum(capped, right)
     rows = latitude_band(truth.shape[0], band_deg)[:, None]
     edge = rows & (ratio >= 1.5) & (object_index != np.roll(object_index, -1, 1))
     near_index = np.where(capped <= right, object_index, np.roll(object_index, -1, 1))

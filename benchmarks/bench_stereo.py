@@ -5,9 +5,9 @@ eyes with room-like disparities of 3 to 36 pixels), so the script needs no rende
 
     .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
 
-`--edges`: the cost of issue 15's edge step, medians side by side in one run (alternating): the
-estimate without it (`edges=False`) and with it (the occlusion-edge re-match, and the pipeline's
-plate-guided snap, `postprocess.edges.snap_edges`, which `--edges snap` adds in the post stage).
+`--edges`: the cost of issue 15's edge step (stereo.occlusion_edges, what `--edges snap` adds to
+`--model stereo`), medians side by side in one run, alternating: the estimate with `edges=False`
+and with `edges=True`.
 """
 
 from __future__ import annotations
@@ -95,13 +95,7 @@ def main() -> None:
 
 
 def _with_edges(left: np.ndarray, right: np.ndarray, edges: bool) -> None:
-    from depth360.estimators.postprocess.edges import snap_edges
-    from depth360.estimators.stereo.matching import to_float_rgb
-
-    result = estimate_stereo_equirect(left, right, edges=edges)
-    if edges:
-        inverse = np.where(result.mask, 1.0 / result.distance, 0.0).astype(np.float32)
-        snap_edges(inverse, result.mask, to_float_rgb(left))
+    estimate_stereo_equirect(left, right, edges=edges)
 
 
 def edge_step_cost(frame: np.ndarray, repeats: int) -> None:

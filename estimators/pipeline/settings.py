@@ -46,7 +46,8 @@ class DepthSettings:
     `camera`: the camera solve of 360 videos and sequences (its units: the nearest of the
     first points it triangulates at GAUGE_NEAR_FACTOR x `near`), None when it is off.
     `edges`: the plate-guided edge snap of each frame (postprocess.edges): "smeared" (a network's
-    resampled edges), "fattened" (the stereo matcher's: every pixel near a jump), or "none".
+    resampled edges), or "none" (also for the stereo matcher, which puts its edges right itself:
+    stereo.occlusion_edges).
     """
 
     kind: str
@@ -122,7 +123,7 @@ def resolve_settings(request: EstimateRequest, kind: str, stabiliser: Stabiliser
         stabiliser=(stabiliser or StabiliserSettings()) if stabilise else None,
         refine=request.refine, smoothing=request.smoothing, sky=request.sky,
         wrap=request.projection == "equirect" and request.layout != "vr180", camera=solve,
-        edges="none" if request.edges == "none" else "fattened" if request.stereo else "smeared",
+        edges="none" if request.edges == "none" or request.stereo else "smeared",
     )
 
 

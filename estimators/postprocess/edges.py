@@ -50,13 +50,14 @@ def _window_extreme(values: np.ndarray, radius: int, wrap: bool, largest: bool, 
 
 
 def jump_band(values: np.ndarray, reach: int, wrap: bool = True, jump: float = JUMP,
-              across_rows: bool = True) -> np.ndarray:
+              across_rows: bool = True, window: int = 2) -> np.ndarray:
     """Bool [H, W]: pixels within `reach` of a depth jump of a positive map (module docstring);
-    `across_rows` False: jumps along the rows only (a slanted floor's steep vertical gradient is none)."""
+    `across_rows` False: jumps along the rows only (a slanted floor's steep vertical gradient is none);
+    `window`: the jump is looked for over 2 * window + 1 pixels (wider: a smoothed jump's ramp too)."""
     positive = np.maximum(values.astype(np.float32), np.float32(1e-6))
-    rows = 2 if across_rows else 0
-    high = _window_extreme(positive, 2, wrap, largest=True, rows=rows)
-    low = _window_extreme(positive, 2, wrap, largest=False, rows=rows)
+    rows = window if across_rows else 0
+    high = _window_extreme(positive, window, wrap, largest=True, rows=rows)
+    low = _window_extreme(positive, window, wrap, largest=False, rows=rows)
     jumps = (high > low * np.float32(1.0 + jump)).astype(np.float32)
     return _window_extreme(jumps, reach, wrap, largest=True) > 0
 

@@ -563,12 +563,15 @@ def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarra
 
 
 def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray) -> DisparityMap:
-    """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the prepared eyes."""
-    from .occlusion_edges import snap_stereo_edges
-    from .subpixel import prepare_eye
+    """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the eyes' luminance, blurred
+    a little (as for the sub-pixel pass)."""
+    import cv2
 
-    disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, prepare_eye(left_rgb),
-                                                 prepare_eye(right_rgb), wrap=True, rows=rows)
+    from .occlusion_edges import snap_stereo_edges
+    from .subpixel import BLUR_SIGMA
+
+    left, right = (cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None] for eye in (left_rgb, right_rgb))
+    disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=True, rows=rows)
     # The decided pixels took a surface's disparity: the sub-pixel fit's precision is not theirs.
     sigma = None if matched.sigma is None else np.where(decided, 0.0, matched.sigma).astype(np.float32)
     return dataclasses.replace(matched, disparity=disparity, mask=mask, sigma=sigma)

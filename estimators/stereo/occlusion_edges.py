@@ -5,7 +5,7 @@ usually nearer, side: background pixels within half a window of a foreground obj
 disparity (foreground fattening), and edge-aware smoothing guided by a low-contrast plate
 does not take it back. Near each disparity jump (`postprocess.edges.jump_band`, within
 `reach` of it) every pixel is decided again between the surfaces around it, known from the
-matched pixels outside the band nearest to it left, right, above and below (within `radius`):
+matched pixels outside the band nearest to it left and right in its row (within `radius`):
 
 - Occlusion geometry, on the left side of a nearer surface. The left eye sees nearer things
   further right than the right eye, so left of a surface at disparity ``d_n`` standing before
@@ -13,11 +13,11 @@ matched pixels outside the band nearest to it left, right, above and below (with
   eye. Its left end is the last matched far pixel of the row, so the occlusion edge lies
   ``d_n - d_f`` columns to its right: pixels left of it are the far surface (not matched: off
   the mask), pixels right of it the near one.
-- Elsewhere (the right side of a nearer surface, tops and bottoms), each of those depths is
+- Elsewhere (the right side of a nearer surface), each of those depths is
   matched again: the squared differences of the eyes over the pixel's own column (HALF_PX
-  above and below) and over the best of four one-sided windows (the pixel on the window's
-  left, right, top or bottom side, SIDE_PX long, so that one lies on its own surface); the
-  cheaper candidate wins.
+  above and below) and over the better of two one-sided windows (the pixel on the window's
+  left or right side, SIDE_PX long, so that one lies on its own surface); the cheaper
+  candidate wins.
 
 A pixel keeps its own disparity where the winner is within KEEP of it. Sizes are pixels of a
 2048-wide eye, scaled with the width. Columns wrap for ODS eyes (no seam at 0/360 degrees).
@@ -30,6 +30,8 @@ import numpy as np
 from ..postprocess.edges import JUMP, jump_band
 
 REACH_PX, RADIUS_PX = 5, 32
+# Jumps are looked for over 2 * WINDOW_PX + 1 columns: the matcher's smoothing spreads them.
+WINDOW_PX = 2
 # Disparities below this count as this much when looking for jumps: far surfaces (about 10 m in a
 # 2048-wide ODS eye) fatten by little, and their relative noise is large.
 FLOOR_PX = 4.0
@@ -52,12 +54,12 @@ def _scaled(pixels: int, width: int) -> int:
 
 
 def _side_offsets(side: int, half: int) -> list[np.ndarray]:
-    """(dy, dx) offsets of the four one-sided windows: the pixel on their left, right, top, bottom side."""
+    """(dy, dx) offsets of the two one-sided windows: the pixel on their left and on their right side."""
     along = np.arange(side)
     across = np.arange(-half, half + 1)
     a, c = np.meshgrid(along, across, indexing="ij")
     a, c = a.ravel(), c.ravel()
-    return [np.stack(pair, axis=1) for pair in ((c, a), (c, -a), (a, c), (-a, c))]
+    return [np.stack(pair, axis=1) for pair in ((c, a), (c, -a))]
 
 
 def _nearest_along_rows(values: np.ndarray, settled: np.ndarray, limit: int,
@@ -68,7 +70,7 @@ def _nearest_along_rows(values: np.ndarray, settled: np.ndarray, limit: int,
     pad = min(limit, width) if wrap else 0
     if pad:
         values, settled = (np.concatenate([a[:, -pad:], a, a[:, :pad]], axis=1) for a in (values, settled))
-    columns = np.broadcast_to(np.arange(values.shape[1]), values.shape)
+    columns = np.broadcast_to(np.arange(values.shape[1], dtype=np.int32), values.shape)
     found = []
     for right in (False, True):
         if right:
@@ -94,7 +96,7 @@ def _strip_gap(mask: np.ndarray, limit: int, wrap: bool) -> tuple[np.ndarray, np
     pad = min(limit, width) if wrap else 0
     if pad:
         mask = np.concatenate([mask[:, -pad:], mask, mask[:, :pad]], axis=1)
-    columns = np.broadcast_to(np.arange(mask.shape[1]), mask.shape)
+    columns = np.broadcast_to(np.arange(mask.shape[1], dtype=np.int32), mask.shape)
     unmatched = np.maximum.accumulate(np.where(mask, -10 * width, columns), axis=1)
     matched = np.maximum.accumulate(np.where(mask, columns, -10 * width), axis=1)
     before = np.take_along_axis(matched, np.clip(unmatched, 0, mask.shape[1] - 1), axis=1)
@@ -145,8 +147,8 @@ def _occlusion(candidates: np.ndarray, mask: np.ndarray, band: np.ndarray, limit
 
 
 def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-             windows: list[np.ndarray], pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The cheapest candidate of each pixel (rows, cols), and its cost."""
+             eye_rows: np.ndarray, windows: list[np.ndarray], pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The cheapest candidate of each pixel (rows, cols), and its cost (`eye_rows`: the rows' indices in the eyes)."""
     chosen, cost = np.empty(rows.size, np.float32), np.empty(rows.size, np.float32)
     for start in range(0, rows.size, CHUNK):
         r, c = rows[start:start + CHUNK], cols[start:start + CHUNK]
@@ -154,59 +156,71 @@ def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, c
         costs = np.full(values.shape, np.inf, np.float32)
         for k, value in enumerate(values):
             known = np.isfinite(value)
-            costs[k, known] = _cost(eyes, r[known], c[known], value[known], windows, pad)
+            costs[k, known] = _cost(eyes, eye_rows[r[known]], c[known], value[known], windows, pad)
         best = np.argmin(costs, axis=0)[None]
         chosen[start:start + CHUNK] = np.take_along_axis(values, best, axis=0)[0]
         cost[start:start + CHUNK] = np.take_along_axis(costs, best, axis=0)[0]
     return chosen, cost
 
 
-def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, sure: np.ndarray, windows, pad,
-                  samples: int = 20000) -> float:
-    """Median cost of matched pixels away from the jumps at their own disparity (an even sample)."""
-    rows, cols = np.nonzero(sure)
+def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, rows: np.ndarray, cols: np.ndarray, windows,
+                  pad, samples: int = 4000) -> float:
+    """Median cost of matched pixels away from the jumps (rows, cols) at their own `disparity` (an even
+    sample of them)."""
     if rows.size == 0:
         return float("inf")
     pick = np.linspace(0, rows.size - 1, min(samples, rows.size)).astype(np.int64)
-    return float(np.median(_cost(eyes, rows[pick], cols[pick], disparity[rows[pick], cols[pick]], windows, pad)))
+    return float(np.median(_cost(eyes, rows[pick], cols[pick], disparity[pick], windows, pad)))
 
 
-def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray, right: np.ndarray, *,
-                      wrap: bool, rows: np.ndarray | None = None, reach: int | None = None,
-                      radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(disparity, mask, decided) of the left eye (pixels, col_left - col_right): the pixels near its
-    jumps (`decided`) decided again between the surfaces around them (module docstring). `mask`: where the disparity
-    was matched; `left`/`right`: the eyes, float32 [H, W, C] (stereo.subpixel.prepare_eye); `rows`:
-    bool [H], the rows stereo measures (ODS: not the poles), None for all."""
-    width = disparity.shape[1]
-    reach = _scaled(REACH_PX, width) if reach is None else reach
-    radius = _scaled(RADIUS_PX, width) if radius is None else radius
-    band = jump_band(np.maximum(disparity, FLOOR_PX * width / 2048), reach, wrap, JUMP, across_rows=False)
-    if rows is not None:  # not the jump from the measured rows to the unmeasured ones
-        inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
-        band &= inside[:, None]
+def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: tuple[np.ndarray, np.ndarray],
+            eye_rows: np.ndarray, radius: int, wrap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """snap_stereo_edges on rows of the eye (`eye_rows`: each row's index in the eyes)."""
     candidates = _candidates(disparity, mask & ~band, radius, wrap)
     near_side, occluded = _occlusion(candidates, mask, band, radius, wrap)
     out, out_mask = disparity.copy(), mask.copy()
     out[occluded] = candidates[0][occluded]
     out_mask[occluded] = False
     out[near_side] = candidates[1][near_side]
-    with np.errstate(invalid="ignore"):
-        spread = np.nanmax(np.where(np.isfinite(candidates), candidates, -1.0), axis=0) > \
-            np.nanmin(np.where(np.isfinite(candidates), candidates, np.inf), axis=0) * (1 + JUMP)
     out_mask[near_side] = True
+    with np.errstate(invalid="ignore"):
+        spread = np.fmax(candidates[0], candidates[1]) > np.fmin(candidates[0], candidates[1]) * (1 + JUMP)
     rows, cols = np.nonzero(band & spread & ~near_side & ~occluded)
     if rows.size:
-        windows = _side_offsets(_scaled(SIDE_PX, width), HALF_PX)
+        windows = _side_offsets(SIDE_PX, HALF_PX)
         reach_x = int(np.ceil(max(np.nanmax(np.abs(candidates[:, rows, cols])), np.abs(disparity).max()))) + 2
-        pad = (SIDE_PX + HALF_PX + 1, reach_x + _scaled(SIDE_PX, width) + HALF_PX + 2)
-        eyes = _pad_eyes(left, right, pad, wrap)
-        out[rows, cols], cost = _rematch(eyes, candidates, rows, cols, windows, pad)
-        typical = max(_typical_cost(eyes, disparity, mask & ~band, windows, pad), NOISE_COST)
+        pad = (SIDE_PX + HALF_PX + 1, reach_x + SIDE_PX + HALF_PX + 2)
+        padded = _pad_eyes(*eyes, pad, wrap)
+        out[rows, cols], cost = _rematch(padded, candidates, rows, cols, eye_rows, windows, pad)
+        sure_rows, sure_cols = np.nonzero(mask & ~band)
+        typical = max(_typical_cost(padded, disparity[sure_rows, sure_cols], eye_rows[sure_rows], sure_cols,
+                                    windows, pad), NOISE_COST)
         out_mask[rows, cols] = (mask[rows, cols] | (cost <= MATCHED_COST * typical)) & (cost <= OCCLUDED_COST * typical)
-    changed = band & ~occluded
-    keep = changed & (np.abs(out - disparity) <= KEEP * np.abs(out))
+    keep = band & ~occluded & (np.abs(out - disparity) <= KEEP * np.abs(out))
     out[keep] = disparity[keep]
     decided = near_side | occluded
     decided[rows, cols] = True
+    return out, out_mask, decided
+
+
+def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray, right: np.ndarray, *,
+                      wrap: bool, rows: np.ndarray | None = None, reach: int | None = None,
+                      radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(disparity, mask, decided) of the left eye (pixels, col_left - col_right): the pixels near its
+    jumps (`decided`) decided again between the surfaces around them (module docstring). `mask`: where
+    the disparity was matched; `left`/`right`: the eyes, float32 [H, W, C] (smooth: blurred a little);
+    `rows`: bool [H], the rows stereo measures (ODS: not the poles), None for all."""
+    width = disparity.shape[1]
+    reach = _scaled(REACH_PX, width) if reach is None else reach
+    radius = _scaled(RADIUS_PX, width) if radius is None else radius
+    band = jump_band(np.maximum(disparity, FLOOR_PX * width / 2048), reach, wrap, JUMP, across_rows=False,
+                     window=_scaled(WINDOW_PX, width))
+    if rows is not None:  # not the jump from the measured rows to the unmeasured ones
+        inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
+        band &= inside[:, None]
+    out, out_mask, decided = disparity.copy(), mask.copy(), np.zeros_like(mask)
+    busy = np.flatnonzero(band.any(axis=1))  # the work is per row: only rows with a jump
+    if busy.size:
+        out[busy], out_mask[busy], decided[busy] = _decide(disparity[busy], mask[busy], band[busy], (left, right),
+                                                           busy, radius, wrap)
     return out, out_mask, decided

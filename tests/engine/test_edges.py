@@ -12,7 +12,10 @@ random rooms of issue 14 (seeds 0-3; the step was tuned on seeds 4 and 5) and th
 layouts of issue 12 (seeds 1 and 2), ODS at 2048 x 1024 per eye. Sources: `--model stereo`,
 stereo-guided with issue 4's oracle network (the sky oracle of issue 12 outdoors), and a metric
 oracle (true planar depth per view, 0.5% noise) through the monocular fusion. Run with
-`pytest -s` for the figures.
+`pytest -s` for the figures. The assertions are what holds (README, "Depth edges"): stereo's
+wrong-side share and mean IoU improve in the rooms and get no worse outdoors; the oracles stay within the issue's targets (wrong side
+<= 5%, IoU >= 0.95 stereo-guided in rooms, >= 0.97 metric). Outdoors the stereo-guided depth
+puts the sky at a finite distance (the oracle's sky is a view's shift): not scored there.
 """
 
 from __future__ import annotations
@@ -197,7 +200,9 @@ def test_edges_of_every_source_on_the_projects_renders(tmp_path, scene):
             lines.append(f"  {source:14s} --edges {edges:4s}: {_describe(results[source, edges])} ({seconds:.1f} s)")
     print(f"\n{scene}:\n" + "\n".join(lines))
     before, after = results["stereo", "none"], results["stereo", "snap"]
-    assert after["wrong"] < before["wrong"] and np.mean(after["iou"]) > np.mean(before["iou"])
+    assert after["wrong"] <= before["wrong"] and np.mean(after["iou"]) >= np.mean(before["iou"])
+    if scene.startswith("room"):  # outdoors the matcher's edges are left nearly as they were
+        assert after["wrong"] < 0.95 * before["wrong"] and np.mean(after["iou"]) > np.mean(before["iou"]) + 0.03
     for source in ("stereo-guided", "metric oracle") if scene.startswith("room") else ("metric oracle",):
         snapped = results[source, "snap"]
         assert snapped["wrong"] <= 0.05 and min(snapped["iou"]) >= (0.97 if source == "metric oracle" else 0.95)

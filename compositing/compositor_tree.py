@@ -189,7 +189,7 @@ def build_compositor(
     defocus: bool = False,
     focus_distance: float = 5.0,
     fstop: float = 2.8,
-    antialias: bool | None = None,
+    antialias: bool = False,
     scene: bpy.types.Scene | None = None,
 ) -> bpy.types.NodeTree:
     """Build the scene's compositor: plate over/under the render by depth; returns the tree.
@@ -199,10 +199,10 @@ def build_compositor(
     driven by the combined depth, focused at `focus_distance` metres (set on the scene
     camera's depth of field) with `fstop`. `antialias`: the Z combine's anti-aliasing where
     the plate's depth edges cut a virtual object (Z Combine's `use_antialias_z`, 5.0's
-    "Anti-Alias" input); None: on with 5.0's compositor, off with 4.x's, whose anti-aliasing
-    blurs the cut so that the visible object's IoU drops (a sphere across the room's depth
-    edge, true distance: 1.000 -> 0.984 in 5.0, 0.984 -> 0.976 in 4.5, 0.984 -> 0.953 in 4.2,
-    tests/blender/test_composite_edges.py). Also sets what the tree needs: Cycles, a
+    "Anti-Alias" input). Off by default: it softens the cut by blurring it, which costs the
+    visible object's pixels (a sphere across the room's depth edge, true distance: IoU 1.000 ->
+    0.984 in 5.0, 0.984 -> 0.976 in 4.5, 0.984 -> 0.953 in 4.2; a sphere against an outdoor
+    sky in 5.0: 0.964 -> 0.839; tests/blender/test_composite_edges.py). Also sets what the tree needs: Cycles, a
     transparent film, the Depth and Shadow Catcher passes, the Standard view transform,
     the render size of the plate, and a panoramic equirect camera (the scene camera if
     it is one, else "Depth360 Camera" at the origin) over the plate's field: 360, or 180
@@ -215,7 +215,6 @@ def build_compositor(
     _prepare_scene(scene, plate)
 
     builder = _TreeBuilder(scene)
-    antialias = builder.node_group_api if antialias is None else bool(antialias)
     render = builder.new("CompositorNodeRLayers", (-600, 300))
     render.scene = scene
     render.layer = scene.view_layers[0].name

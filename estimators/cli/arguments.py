@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..cluster.options import ClusterOptions, add_cluster_arguments
+from ..cluster.options import add_cluster_arguments
 from ..media.video_io import parse_frame_range
 from ..pipeline.request import (
     DEFAULT_IPD,
@@ -245,30 +245,3 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         precision=args.precision, progress=args.progress, stabilise=args.stabilise,
         camera_solve=args.camera_solve, smoothing=args.smoothing,
         sky=args.sky, refine=args.refine, edges=args.edges, overwrite=args.overwrite)
-
-
-def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
-    """`estimate ...`: the argument list that `request_from_args` (and `cluster_from_args`) turn back
-    into `request` (and `cluster`)."""
-    args = ["estimate", "-o", str(request.output_dir), "--model", request.model,
-            "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
-            "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
-            "--device", request.device, "--precision", request.precision, "--progress", request.progress,
-            "--smoothing", request.smoothing, "--sky", request.sky, "--edges", request.edges]
-    optional = {"--models-dir": request.models_dir, "--views": request.views,
-                "--save": ",".join(request.save) if request.save is not None else None}
-    for option, value in optional.items():
-        if value is not None:
-            args += [option, str(value)]
-    if request.near is not None:
-        args += ["--near", repr(float(request.near)), "--far", repr(float(request.far))]
-    if request.frames is not None:
-        first, last = request.frames
-        args += ["--frames", f"{first}-{'' if last is None else last}"]
-    flags = {"--no-stabilise": not request.stabilise, "--no-camera-solve": not request.camera_solve,
-             "--refine": request.refine, "--overwrite": request.overwrite}
-    args += [flag for flag, on in flags.items() if on]
-    if cluster is not None:
-        args += ["--cluster", cluster.to_cli(), "--chunk-frames", str(cluster.chunk_frames),
-                 "--retries", str(cluster.retries)]
-    return [*args, "--", *map(str, request.inputs)]

@@ -3,7 +3,11 @@
 Not a test: prints figures. The frame is synthetic (a multi-scale colour texture seen by two
 eyes with room-like disparities of 3 to 36 pixels), so the script needs no renders or files:
 
-    .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048]
+    .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
+
+`--edges`: the cost of issue 15's edge step (stereo.occlusion_edges, what `--edges snap` adds to
+`--model stereo`), medians side by side in one run, alternating: the estimate with `edges=False`
+and with `edges=True`.
 """
 
 from __future__ import annotations
@@ -57,7 +61,11 @@ def main() -> None:
     parser.add_argument("--eye-width", type=int, default=3840)
     parser.add_argument("--max-match-width", type=int, default=None,
                         help="match at most this wide (default: the engine's default)")
+    parser.add_argument("--edges", action="store_true", help="time the edge step: with and without, side by side")
     args = parser.parse_args()
+    if args.edges:
+        edge_step_cost(synthetic_top_bottom_frame(args.eye_width), args.repeats)
+        return
 
     frame = synthetic_top_bottom_frame(args.eye_width)
     options = {} if args.max_match_width is None else {"max_match_width": args.max_match_width}
@@ -84,6 +92,28 @@ def main() -> None:
     print(f"peak resident memory {scope}: {peak:.0f} MiB, of which {peak - rss_before:.0f} MiB above the "
           f"{rss_before:.0f} MiB held before (interpreter, libraries, the input frame)")
     print(f"valid pixels: {result.mask.mean():.1%}")
+
+
+def _with_edges(left: np.ndarray, right: np.ndarray, edges: bool) -> None:
+    estimate_stereo_equirect(left, right, edges=edges)
+
+
+def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
+    """Median seconds per frame without and with the edge step, alternating, and the overhead."""
+    left, right = split_stereo(frame, "top-bottom")
+    _with_edges(*split_stereo(frame[:, ::8][::8], "top-bottom"), True)  # imports, warm-up
+    seconds = {False: [], True: []}
+    for repeat in range(repeats):
+        for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
+            start = time.perf_counter()
+            _with_edges(left, right, edges)
+            seconds[edges].append(time.perf_counter() - start)
+    without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
+    print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each")
+    print(f"without the edge step: median {without:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[False])})")
+    print(f"with the edge step:    median {with_:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[True])})")
+    print(f"edge step: +{with_ - without:.2f} s, {100 * (with_ / without - 1):+.1f}%; load average "
+          f"{os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ import sys
 
 from ..cluster.options import cluster_from_args
 from ..errors import BadInputError, Depth360Error
-from .arguments import build_parser, request_from_args, request_to_args
+from .arguments import build_parser, request_from_args
+from .worker_protocol import request_to_args
 
 __all__ = ["build_parser", "main", "request_from_args", "request_to_args", "run_estimate"]
 

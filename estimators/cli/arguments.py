@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import argparse
 
-from ..cluster.options import ClusterOptions, add_cluster_arguments
+from ..cluster.options import add_cluster_arguments
 from ..media.video_io import parse_frame_range
 from ..pipeline.request import (
     DEFAULT_IPD,
     DEFAULT_MODEL,
     DEFAULT_POLE_MERGE,
     DEFAULT_SAVE,
+    EDGE_MODES,
     LAYOUTS,
     PROGRESS_MODES,
     SAVE_KINDS,
@@ -130,6 +131,9 @@ def _estimate_parser(commands) -> None:
                            help="mask: pixels at the far distance are taken off the mask (default keep)")
     sequences.add_argument("--refine", action="store_true",
                            help="edge-aware refinement of each frame's depth at full size")
+    estimate.add_argument("--edges", choices=EDGE_MODES, default="auto",
+                          help="auto (default): 360 stereo's fattened occlusion edges matched again; snap: also a "
+                               "network's smeared edges snapped to the picture's (on the CPU); none: as estimated")
     add_cluster_arguments(estimate)
 
 
@@ -156,31 +160,4 @@ def request_from_args(args: argparse.Namespace) -> EstimateRequest:
         views=args.views, near=args.near, far=args.far, frames=frames, save=args.save, device=args.device,
         precision=args.precision, progress=args.progress, stabilise=args.stabilise,
         camera_solve=args.camera_solve, smoothing=args.smoothing,
-        sky=args.sky, refine=args.refine, overwrite=args.overwrite, input_size=args.input_size)
-
-
-def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
-    """`estimate ...`: the argument list that `request_from_args` (and `cluster_from_args`) turn back
-    into `request` (and `cluster`)."""
-    args = ["estimate", "-o", str(request.output_dir), "--model", request.model,
-            "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
-            "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
-            "--device", request.device, "--precision", request.precision, "--progress", request.progress,
-            "--smoothing", request.smoothing, "--sky", request.sky]
-    optional = {"--models-dir": request.models_dir, "--views": request.views, "--input-size": request.input_size,
-                "--save": ",".join(request.save) if request.save is not None else None}
-    for option, value in optional.items():
-        if value is not None:
-            args += [option, str(value)]
-    if request.near is not None:
-        args += ["--near", repr(float(request.near)), "--far", repr(float(request.far))]
-    if request.frames is not None:
-        first, last = request.frames
-        args += ["--frames", f"{first}-{'' if last is None else last}"]
-    flags = {"--no-stabilise": not request.stabilise, "--no-camera-solve": not request.camera_solve,
-             "--refine": request.refine, "--overwrite": request.overwrite}
-    args += [flag for flag, on in flags.items() if on]
-    if cluster is not None:
-        args += ["--cluster", cluster.to_cli(), "--chunk-frames", str(cluster.chunk_frames),
-                 "--retries", str(cluster.retries)]
-    return [*args, "--", *map(str, request.inputs)]
+        sky=args.sky, refine=args.refine, edges=args.edges, overwrite=args.overwrite, input_size=args.input_size)

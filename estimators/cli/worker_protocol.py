@@ -5,7 +5,7 @@ it stays responsive, ESC cancels, and a crash or out-of-memory in torch does not
 Blender down. This module is the Blender-free half of that:
 
 - the request is the pipeline's own `EstimateRequest` (an operator builds it);
-  `arguments.request_to_args` is its `depth360 estimate ...` argument list (with
+  `request_to_args` is its `depth360 estimate ...` argument list (with
   `--cluster ...` where a video goes to a Ray cluster: `cluster.ClusterOptions`).
 - `worker_command` / `worker_environment`: `[python, "-m", "<package>.estimators.cli", ...]`
   and the PYTHONPATH that makes the extension import as a package.
@@ -35,11 +35,37 @@ from typing import Literal
 
 from ..cluster.options import ClusterOptions
 from ..pipeline.request import EstimateRequest
-from .arguments import request_to_args
 
 CANCEL_GRACE_S = 1.0
 KEPT_LINES = 200
 _POSIX = os.name == "posix"
+
+
+def request_to_args(request: EstimateRequest, cluster: ClusterOptions | None = None) -> list[str]:
+    """`estimate ...`: the argument list that `request_from_args` (and `cluster_from_args`) turn back
+    into `request` (and `cluster`)."""
+    args = ["estimate", "-o", str(request.output_dir), "--model", request.model,
+            "--projection", request.projection, "--layout", request.layout, "--ipd", repr(float(request.ipd)),
+            "--pole-merge", "off" if request.pole_merge is None else ",".join(map(repr, request.pole_merge)),
+            "--device", request.device, "--precision", request.precision, "--progress", request.progress,
+            "--smoothing", request.smoothing, "--sky", request.sky, "--edges", request.edges]
+    optional = {"--models-dir": request.models_dir, "--views": request.views, "--input-size": request.input_size,
+                "--save": ",".join(request.save) if request.save is not None else None}
+    for option, value in optional.items():
+        if value is not None:
+            args += [option, str(value)]
+    if request.near is not None:
+        args += ["--near", repr(float(request.near)), "--far", repr(float(request.far))]
+    if request.frames is not None:
+        first, last = request.frames
+        args += ["--frames", f"{first}-{'' if last is None else last}"]
+    flags = {"--no-stabilise": not request.stabilise, "--no-camera-solve": not request.camera_solve,
+             "--refine": request.refine, "--overwrite": request.overwrite}
+    args += [flag for flag, on in flags.items() if on]
+    if cluster is not None:
+        args += ["--cluster", cluster.to_cli(), "--chunk-frames", str(cluster.chunk_frames),
+                 "--retries", str(cluster.retries)]
+    return [*args, "--", *map(str, request.inputs)]
 
 
 def worker_command(python: str | os.PathLike, package: str, request: EstimateRequest,

@@ -63,7 +63,8 @@ def device_post(settings: DepthSettings) -> bool:
     """Whether the post stage runs on the device for these settings (else the host's). The stabiliser
     that follows a camera solve runs on the host."""
     moving = settings.stabiliser is not None and settings.camera is not None
-    return settings.calibrated and settings.smoothing == "none" and not settings.refine and not moving
+    return (settings.calibrated and settings.smoothing == "none" and not settings.refine and not moving
+            and settings.edges == "none")
 
 
 class DeviceFusionFrameEstimator(FusionFrameEstimator):

@@ -1,4 +1,4 @@
-"""The post stage of one frame: fill, resample, smooth, stabilise, calibrate.
+"""The post stage of one frame: fill, resample, smooth, snap depth edges to the plate's, stabilise, calibrate.
 
 `FrameDepth` is what gets written: `distance` (None when uncalibrated), `disparity` and
 `mask`, obeying DESIGN.md's depth kinds: where the mask is 1, disparity = 1/distance;
@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import postprocess
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
+from ..postprocess.edges import snap_edges
 from ..video.temporal import StabilisedFrame, TemporalStabiliser, metres_per_unit
 from .frame_estimators import FramePrediction
 from .settings import DepthSettings
@@ -57,7 +58,10 @@ def _full_size(prediction: FramePrediction, rgb: np.ndarray, settings: DepthSett
         valid = postprocess.upsample_valid(valid, height, width)
     elif settings.refine:
         disparity = postprocess.refine_edges(disparity, rgb, wrap=settings.wrap)
-    return postprocess.smooth(disparity, settings.smoothing, wrap=settings.wrap), valid
+    disparity = postprocess.smooth(disparity, settings.smoothing, wrap=settings.wrap)
+    if settings.edges != "none" and settings.calibrated:
+        disparity, valid = snap_edges(disparity, valid, rgb, wrap=settings.wrap, fattened=settings.edges == "fattened")
+    return disparity, valid
 
 
 def calibrate(disparity: np.ndarray, valid: np.ndarray, settings: DepthSettings) -> FrameDepth:

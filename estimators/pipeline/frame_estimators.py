@@ -223,7 +223,8 @@ class StereoFrameEstimator:
     rectified pair; the disparity is in pixels, which is inverse depth times focal length
     and baseline, so the kind is relative-disparity. The depth belongs to the left eye
     (`depth_frame`). The eye order is checked on the first frame only; `warn(message)`
-    receives each warning (default: warnings.warn).
+    receives each warning (default: warnings.warn). `edges`: ODS occlusion edges re-matched
+    (stereo.occlusion_edges).
     """
 
     batch_size = 1
@@ -231,7 +232,7 @@ class StereoFrameEstimator:
     def __init__(self, layout: str, *, projection: Literal["equirect", "perspective"] = "equirect",
                  ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                  min_distance: float = STEREO_NEAR, max_distance: float = STEREO_FAR,
-                 warn: Callable[[str], None] | None = None):
+                 warn: Callable[[str], None] | None = None, edges: bool = True):
         if layout not in STEREO_LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(STEREO_LAYOUTS)}, got {layout!r}")
         if projection not in ("equirect", "perspective") or (layout == "vr180" and projection != "equirect"):
@@ -243,6 +244,7 @@ class StereoFrameEstimator:
         self.pole_merge = pole_merge
         self.min_distance, self.max_distance = float(min_distance), float(max_distance)
         self.warn = warn
+        self.edges = bool(edges)
         self._checked_eye_order = False
 
     def depth_frame(self, frame: np.ndarray) -> np.ndarray:
@@ -275,7 +277,7 @@ class StereoFrameEstimator:
         elif self.projection == "equirect":
             depth = estimate_stereo_equirect(left, right, ipd=self.ipd, pole_merge=self.pole_merge,
                                              min_distance=self.min_distance, max_distance=self.max_distance,
-                                             check_eye_order=check)
+                                             check_eye_order=check, edges=self.edges)
             inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
             prediction = FramePrediction(inverse, depth.mask.copy())
         else:
@@ -523,7 +525,8 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
         near = request.near if request.near is not None else STEREO_NEAR
         far = request.far if request.far is not None else STEREO_FAR
         return StereoFrameEstimator(request.layout, projection=request.projection, ipd=request.ipd,
-                                    pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn)
+                                    pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn,
+                                    edges=request.edges != "none")
     if has_clip(estimator):
         if request.projection == "perspective":
             return ClipFrameEstimator(estimator)

@@ -23,6 +23,7 @@ LAYOUTS = ("mono", "top-bottom", "side-by-side", "vr180")
 PROGRESS_MODES = ("bar", "json", "none")
 SMOOTHINGS = ("none", "median", "bilateral")
 SKY_MODES = ("keep", "mask")
+EDGE_MODES = ("auto", "snap", "none")
 DEFAULT_IPD = 0.064
 DEFAULT_POLE_MERGE = (60.0, 75.0)
 # Search and validity range of 360 stereo without --near/--far (metres).
@@ -65,6 +66,7 @@ class EstimateRequest:
     smoothing: Literal["none", "median", "bilateral"] = "none"
     sky: Literal["keep", "mask"] = "keep"
     refine: bool = False
+    edges: Literal["auto", "snap", "none"] = "auto"
     overwrite: bool = False
     input_size: int | None = None
 
@@ -111,6 +113,7 @@ class EstimateRequest:
         _check_choice("--progress", self.progress, PROGRESS_MODES)
         _check_choice("--smoothing", self.smoothing, SMOOTHINGS)
         _check_choice("--sky", self.sky, SKY_MODES)
+        _check_choice("--edges", self.edges, EDGE_MODES)
         self._check_model_and_layout()
         self._check_range()
         self._check_save()

@@ -45,6 +45,9 @@ class DepthSettings:
     frame follows the near/far percentile rule. `stabiliser`: None when not stabilising.
     `camera`: the camera solve of 360 videos and sequences (its units: the nearest of the
     first points it triangulates at GAUGE_NEAR_FACTOR x `near`), None when it is off.
+    `edges`: the plate-guided edge snap of each frame (postprocess.edges): "smeared" (a network's
+    resampled edges), or "none" (also for the stereo matcher, which puts its edges right itself:
+    stereo.occlusion_edges).
     """
 
     kind: str
@@ -60,6 +63,7 @@ class DepthSettings:
     sky: str = "keep"
     wrap: bool = True
     camera: SolveSettings | None = None
+    edges: str = "smeared"
 
     @property
     def metric(self) -> bool:
@@ -80,7 +84,7 @@ class DepthSettings:
             "kind": self.kind, "calibrated": self.calibrated, "near": self.near, "far": self.far,
             "stabilise": asdict(self.stabiliser) if self.stabiliser is not None else None,
             "upsampling": self.upsampling, "refine": self.refine, "smoothing": self.smoothing,
-            "sky": self.sky, "wrap": self.wrap,
+            "sky": self.sky, "wrap": self.wrap, "edges": self.edges,
             "camera_solve": self.camera.recorded() if self.camera is not None else None,
         }
 
@@ -119,6 +123,7 @@ def resolve_settings(request: EstimateRequest, kind: str, stabiliser: Stabiliser
         stabiliser=(stabiliser or StabiliserSettings()) if stabilise else None,
         refine=request.refine, smoothing=request.smoothing, sky=request.sky,
         wrap=request.projection == "equirect" and request.layout != "vr180", camera=solve,
+        edges="smeared" if request.edges == "snap" and not request.stereo else "none",
     )
 
 

@@ -562,6 +562,21 @@ def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarra
     return measurable
 
 
+def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray) -> DisparityMap:
+    """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the eyes' luminance, blurred
+    a little (as for the sub-pixel pass)."""
+    import cv2
+
+    from .occlusion_edges import snap_stereo_edges
+    from .subpixel import BLUR_SIGMA
+
+    left, right = (cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None] for eye in (left_rgb, right_rgb))
+    disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=True, rows=rows)
+    # The decided pixels took a surface's disparity: the sub-pixel fit's precision is not theirs.
+    sigma = None if matched.sigma is None else np.where(decided, 0.0, matched.sigma).astype(np.float32)
+    return dataclasses.replace(matched, disparity=disparity, mask=mask, sigma=sigma)
+
+
 def _ods_pixel_disparity(distance: float, theta: np.ndarray, width: int, **geometry) -> np.ndarray:
     from .ods_geometry import ods_disparity_from_distance
 
@@ -573,13 +588,15 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                              pole_merge: tuple[float, float] | None = (60.0, 75.0),
                              convergence_distance: float | None = None, min_distance: float = 0.5,
                              max_distance: float = 100.0, max_match_width: int | None = 2048,
-                             check_eye_order: bool = True, **options) -> StereoDepth:
+                             check_eye_order: bool = True, edges: bool = True, **options) -> StereoDepth:
     """Metric distance of the left eye of an ODS equirect pair (each eye H x 2H, same size).
 
     `ipd` is the eye separation in metres, `pole_merge` Blender's (from, to) pole-merge angles in
     degrees (None: off), `convergence_distance` None for parallel eyes. Objects nearer than
     `min_distance` are out of the search range; invalid pixels (pole rows, unmatched, beyond
-    `max_distance`) get `max_distance` and mask False.
+    `max_distance`) get `max_distance` and mask False. `edges`: re-match the pixels near depth jumps
+    so that occlusion edges lie on the plate's (stereo.occlusion_edges; False: the block matcher's
+    fattened edges).
     """
     left_rgb, right_rgb = check_stereo_pair(left, right)
     height, width = left_rgb.shape[:2]
@@ -598,6 +615,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     settings = dict(ODS_MATCHING, **options)
     matched = match_disparity(left_rgb, right_rgb, min_disparity=lowest - 1.0, max_disparity=highest,
                               wrap=True, max_match_width=max_match_width, **settings)
+    if edges:
+        matched = _snap_edges(matched, left_rgb, right_rgb, informative)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     matched_width = min(width, max_match_width or width)

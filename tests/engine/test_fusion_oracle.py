@@ -303,15 +303,16 @@ class PlanarMetricOracle:
     """What a metric network returns (issue 11): metres to each view's image plane, not along the rays.
 
     True distance x cos(ray, view axis), each view off by its own scale in [0.995, 1.005]
-    and 0.3% noise; where the truth is at infinity (sky), no value (infinity: what to make of
+    and 0.3% noise (`noise`); where the truth is at infinity (sky), no value (infinity: what to make of
     a metric network's ceiling is issue 12's).
     """
 
     kind = "metric-depth"
 
-    def __init__(self, distance: np.ndarray, seed: int):
+    def __init__(self, distance: np.ndarray, seed: int, noise: float = 0.003):
         self.disparity = np.where(np.isfinite(distance), 1.0 / distance, 0.0)
         self.rng = np.random.default_rng(seed)
+        self.noise = noise
 
     def predict(self, images: np.ndarray, rays: np.ndarray) -> np.ndarray:
         out = []
@@ -320,7 +321,7 @@ class PlanarMetricOracle:
             inverse_distance = sample_equirect(self.disparity, view_rays)
             with np.errstate(divide="ignore"):
                 planar = np.where(inverse_distance > 1e-6, (view_rays @ axis) / inverse_distance, np.inf)
-            planar = planar * self.rng.uniform(0.995, 1.005) * (1 + 0.003 * self.rng.standard_normal(planar.shape))
+            planar = planar * self.rng.uniform(0.995, 1.005) * (1 + self.noise * self.rng.standard_normal(planar.shape))
             out.append(planar.astype(np.float32))
         return np.stack(out)
 

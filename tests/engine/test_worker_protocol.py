@@ -145,7 +145,8 @@ def test_request_is_what_the_cli_parses():
     assert command[:4] == ["/usr/bin/python3", "-u", "-m", "depth360.estimators.cli"]
     assert command[4:] == cli.request_to_args(request)
     for bad, message in (({"near": 1.0}, "--near and --far"), ({"frames": (5, 2)}, "frames"),
-                         ({"inputs": ()}, "at least one input"), ({"layout": "top-bottom", "projection": "perspective"}, "stereo-guided"),
+                         ({"inputs": ()}, "at least one input"), ({"model": "stereo"}, "--model stereo"),
+                         ({"layout": "top-bottom", "projection": "perspective"}, "stereo-guided"),
                          ({"input_size": 8}, "--input-size 8"), ({"input_size": 300.5}, "whole number")):
         with pytest.raises(ValueError, match=message):
             EstimateRequest(**{"inputs": ("a.png",), "output_dir": "o", **bad})

@@ -19,7 +19,14 @@ from dataclasses import dataclass, replace
 import numpy as np
 import torch
 
-from ..panorama.alignment import KINDS, OBSERVABILITY_FLOOR, SCALE_RIDGE, SIGMA_FLOOR, Alignment
+from ..panorama.alignment import (
+    KINDS,
+    LEVEL_FLOOR,
+    OBSERVABILITY_FLOOR,
+    SCALE_RIDGE,
+    SIGMA_FLOOR,
+    Alignment,
+)
 from ..panorama.projection import View
 from . import stats
 from .blending import read_views
@@ -241,7 +248,7 @@ class Problem:
         first = (self.vals_first * x[self.cols_first]).sum(dim=1)
         second = (self.vals_second * x[self.cols_second]).sum(dim=1)
         level = 0.5 * torch.abs(first + second)
-        return torch.clamp(level, min=max(0.05 * stats.median(level), 1e-12))
+        return torch.clamp(level, min=max(LEVEL_FLOOR * float(stats.percentiles(level, [90.0])[0]), 1e-12))
 
     def weights_for(self, x: torch.Tensor, level: torch.Tensor | None, tolerance: float = 3.0) -> torch.Tensor:
         level = torch.ones(self.n_pairs, dtype=F64, device=x.device) if level is None else level

@@ -148,6 +148,9 @@ def _difference_rows(n_views: int, g: int, order: int) -> sp.csr_matrix:
     return sp.csr_matrix((vals, (rows, cols)), shape=(r, n_views * g * g))
 
 
+# Pair levels (relative residuals) are floored at this share of their 90th percentile (_Problem.levels).
+LEVEL_FLOOR = 0.05
+
 def robust_spread(values: np.ndarray) -> float:
     """2nd..98th percentile range of finite values (1 where that is empty or zero)."""
     finite = values[np.isfinite(values)]
@@ -392,9 +395,12 @@ class _Problem:
         return np.r_[scale, shift]
 
     def levels(self, x: np.ndarray) -> np.ndarray:
-        """Each pair's aligned disparity (mean of the two views), floored at 5% of the median."""
+        """Each pair's aligned disparity (mean of the two views), floored at 5% of its 90th percentile.
+
+        Not of the median: where most pairs lie in the sky or the far field (near 0), a floor
+        from the median would let those pairs outweigh the near ground a million-fold."""
         level = 0.5 * np.abs(self.design_first @ x + self.design_second @ x)
-        return np.maximum(level, max(0.05 * float(np.median(level)), 1e-12))
+        return np.maximum(level, max(LEVEL_FLOOR * float(np.percentile(level, 90)), 1e-12))
 
     def weights_for(self, x: np.ndarray, level: np.ndarray | None, tolerance: float = 3.0) -> np.ndarray:
         """Cauchy IRLS weights of the residuals relative to a fixed `level` (None: absolute).

@@ -41,7 +41,7 @@ from .options import ClusterOptions, ray_module
 from .plan import Chunk, SourcePlan, chunks_to_run
 
 REACH_TIMEOUT_S = 5.0  # a TCP connection to the address
-CONNECT_TIMEOUT_S = 20.0  # joining the cluster once the address answers
+CONNECT_TIMEOUT_S = 90.0  # joining once the address answers as gRPC (a Ray Client server starts a process per job)
 POLL_S = 0.2
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -91,12 +91,35 @@ def _first_line(error: BaseException) -> str:
 def _reachable(options: ClusterOptions) -> None:
     host, port = options.host_port()
     try:
-        socket.create_connection((host, port), timeout=REACH_TIMEOUT_S).close()
+        with socket.create_connection((host, port), timeout=REACH_TIMEOUT_S) as connection:
+            answered = _answers_grpc(connection)
     except OSError as error:
         reason = f"no answer within {REACH_TIMEOUT_S:.0f} s" if isinstance(error, TimeoutError) else \
             (error.strerror or str(error))
         raise ClusterError(f"cannot reach {options.describe()}: {reason} (is "
                            "`ray start --head` running there, and its port open to this machine?)") from None
+    if not answered:
+        raise ClusterError(f"{options.describe()} did not let this process join within {REACH_TIMEOUT_S:.0f} s: "
+                           "it accepts connections but does not answer as a Ray head's GCS or Ray Client server "
+                           "(is that the port of `ray start --head --port`, or of its Ray Client server for ray://?)")
+
+
+# An HTTP/2 client preface and an empty SETTINGS frame: a gRPC server (Ray's GCS and Ray Client
+# server) answers with its own SETTINGS at once; a TLS server answers or closes.
+_HTTP2_HELLO = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _answers_grpc(connection: socket.socket) -> bool:
+    """Whether the server at the other end answers (or closes) within REACH_TIMEOUT_S of a gRPC hello."""
+    connection.settimeout(REACH_TIMEOUT_S)
+    try:
+        connection.sendall(_HTTP2_HELLO)
+        connection.recv(1)
+    except TimeoutError:
+        return False
+    except OSError:
+        return True  # reset or closed: something is there; ray.init says what
+    return True
 
 
 def _local_gpus(request: EstimateRequest) -> int:

@@ -212,7 +212,45 @@ class FusionFrameEstimator:
         return {**describe_model(self.estimator), "adapter": "equirect fusion", "views": views, **options}
 
 
-class StereoFrameEstimator:
+class StereoFrames:
+    """What the stereo adapters share: the left eye is the depth's picture, and `estimate` runs
+    `_estimate_one` a frame at a time, a frame that is no usable pair a BadInputError and the
+    warnings handed to `warn`. A subclass sets `layout`, `warn` and `_estimate_one`."""
+
+    layout: str
+    warn: Callable[[str], None] | None
+    prefix_bad_input = True  # a BadInputError of the frame's own checks is prefixed as well
+
+    def depth_frame(self, frame: np.ndarray) -> np.ndarray:
+        """The left eye of a stereo frame."""
+        from ..stereo import split_stereo
+
+        return split_stereo(frame, self.layout)[0]
+
+    def eye_size(self, width: int, height: int) -> tuple[int, int]:
+        """(width, height) of one eye of a frame of this size; BadInputError if it does not split."""
+        return stereo_eye_size(self.layout, width, height)
+
+    def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
+        raise NotImplementedError
+
+    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
+        """Left-eye predictions of stereo frames [N, H, W, 3]; BadInputError for a frame that is no usable pair."""
+        results = []
+        for frame in frames:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    results.append(self._estimate_one(frame))
+                except ValueError as error:  # split_stereo / check_stereo_pair: not a usable pair
+                    if isinstance(error, BadInputError) and not self.prefix_bad_input:
+                        raise
+                    raise BadInputError(f"stereo {self.layout} frame: {error}") from None
+            pass_on_warnings(caught, self.warn)
+        return results
+
+
+class StereoFrameEstimator(StereoFrames):
     """Stereo frames (both eyes in one picture) through the stereo matcher, one frame a call.
 
     `layout`: "top-bottom" (left eye on top), "side-by-side" (left eye on the left) or "vr180"
@@ -247,16 +285,6 @@ class StereoFrameEstimator:
         self.edges = bool(edges)
         self._checked_eye_order = False
 
-    def depth_frame(self, frame: np.ndarray) -> np.ndarray:
-        """The left eye of a stereo frame."""
-        from ..stereo import split_stereo
-
-        return split_stereo(frame, self.layout)[0]
-
-    def eye_size(self, width: int, height: int) -> tuple[int, int]:
-        """(width, height) of one eye of a frame of this size; BadInputError if it does not split."""
-        return stereo_eye_size(self.layout, width, height)
-
     def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
         from ..stereo import (
             estimate_stereo_equirect,
@@ -285,19 +313,6 @@ class StereoFrameEstimator:
             prediction = FramePrediction(disparity.astype(np.float32), mask & (disparity > 0), filled=True)
         self._checked_eye_order = True
         return prediction
-
-    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
-        """Left-eye predictions of stereo frames [N, H, W, 3]; BadInputError for a frame that is no stereo pair."""
-        results = []
-        for frame in frames:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    results.append(self._estimate_one(frame))
-                except ValueError as error:  # split_stereo / check_stereo_pair: not a usable pair
-                    raise BadInputError(f"stereo {self.layout} frame: {error}") from None
-            pass_on_warnings(caught, self.warn)
-        return results
 
     def describe(self) -> dict:
         """Matcher settings for the sidecar."""

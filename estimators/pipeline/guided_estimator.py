@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 
 import numpy as np
 
-from ..errors import BadInputError
 from .frame_estimators import (
     STEREO_LAYOUTS,
     FramePrediction,
+    StereoFrames,
     check_kind,
     check_stereo_frame,
     describe_model,
-    pass_on_warnings,
-    stereo_eye_size,
     vr180_description,
 )
 from .request import STEREO_FAR, STEREO_NEAR
 
 
-class StereoGuidedFrameEstimator:
+class StereoGuidedFrameEstimator(StereoFrames):
     """Stereo frames through stereo.guided, one frame a call: the stereo (ODS or VR180) and the
     network fused on the left eye (`views`), the network's disparity mapped to the stereo's
     metres by a smooth field. The kind is metric-distance (1/m handed on, dense: every pixel
@@ -29,6 +26,7 @@ class StereoGuidedFrameEstimator:
 
     batch_size = 1
     kind = "metric-distance"
+    prefix_bad_input = False
 
     def __init__(self, estimator, layout: str, *, views="cube", ipd: float = 0.064,
                  pole_merge: tuple[float, float] | None = (60.0, 75.0), min_distance: float = STEREO_NEAR,
@@ -43,15 +41,6 @@ class StereoGuidedFrameEstimator:
         self.last_timings: dict[str, float] = {}
         self._checked_eye_order = False
 
-    def depth_frame(self, frame: np.ndarray) -> np.ndarray:
-        """The left eye of a stereo frame."""
-        from ..stereo import split_stereo
-
-        return split_stereo(frame, self.layout)[0]
-
-    def eye_size(self, width: int, height: int) -> tuple[int, int]:
-        return stereo_eye_size(self.layout, width, height)
-
     def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
         from ..stereo import split_stereo
         from ..stereo.guided import estimate_guided
@@ -65,21 +54,6 @@ class StereoGuidedFrameEstimator:
         self._checked_eye_order = True
         self.last_timings = guided.timings
         return FramePrediction(guided.disparity, guided.mask.copy())
-
-    def estimate(self, frames: np.ndarray) -> list[FramePrediction]:
-        """Left-eye predictions of stereo frames [N, H, W, 3]; BadInputError for a frame that is no usable pair."""
-        results = []
-        for frame in frames:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                try:
-                    results.append(self._estimate_one(frame))
-                except ValueError as error:
-                    if isinstance(error, BadInputError):
-                        raise
-                    raise BadInputError(f"stereo {self.layout} frame: {error}") from None
-            pass_on_warnings(caught, self.warn)
-        return results
 
     def describe(self) -> dict:
         """Model, views and stereo settings for the sidecar."""

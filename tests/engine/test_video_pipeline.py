@@ -165,7 +165,6 @@ def _video(path: Path, count: int, width: int) -> Path:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="reads /proc")
 def test_memory_stays_flat_over_a_long_360_clip(tmp_path):
     """Issue 18, acceptance 4: 1,000 frames of 360 video through the view streams."""
     frames = 1000

@@ -26,7 +26,6 @@ The machine is shared: the load average is printed with every section.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -41,6 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # for tests.reference_fixtures
 
 from depth360.estimators.pipeline import EstimateRequest, run  # noqa: E402
+from tests.engine.test_video_pipeline import RssProbe  # noqa: E402
 
 MODELS = {"video-depth-anything-small": "video_depth_anything_vits", "depth-anything-v2-small": "depth_anything_v2_vits"}
 
@@ -124,22 +124,6 @@ def speed(folder: Path, frames: int, width: int) -> None:
               f"({dav2['fps'] / vda['fps']:.2f}x the time); {_load()}")
     if not torch.cuda.is_available():
         print("\n  GPU: torch sees no CUDA device on this machine, so no GPU figures were measured here.")
-
-
-class RssProbe:
-    """A stdout for progress="json" that records the resident set size at chosen frames."""
-
-    def __init__(self, at: tuple[int, ...]):
-        self.at, self.samples = set(at), {}
-
-    def write(self, text: str) -> None:
-        for line in text.splitlines():
-            if line.strip() and (frame := json.loads(line)["frame"]) in self.at:
-                with open("/proc/self/statm") as statm:
-                    self.samples[frame] = int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def flush(self) -> None:
-        pass
 
 
 def memory(folder: Path, frames: int, width: int, input_size: int) -> None:

@@ -134,7 +134,7 @@ def test_chunks_of_an_ordinary_video_equal_the_whole(tmp_path):
                                   _disparity(tmp_path / "whole" / "clip", numbers))
 
 
-class _RssProbe:
+class RssProbe:
     """A stdout for progress="json" that records the resident set size at chosen frames."""
 
     def __init__(self, at):
@@ -169,7 +169,7 @@ def test_memory_stays_flat_over_a_long_360_clip(tmp_path):
     """Issue 18, acceptance 4: 1,000 frames of 360 video through the view streams."""
     frames = 1000
     video = _video(tmp_path / "long.mp4", frames, 128)
-    probe = _RssProbe((100, frames))
+    probe = RssProbe((100, frames))
     estimator = plugins.load_plugin(f"python:{write_plugin(tmp_path)}:make")
     request = pipeline.EstimateRequest(inputs=(str(video),), output_dir=str(tmp_path / "out"),
                                        save=("distance", "mask"), progress="json")

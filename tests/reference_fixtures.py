@@ -10,11 +10,32 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import numpy as np
 
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference-models"
+def _reference_dir() -> Path:
+    """../shared/reference-models beside the repository; for a local clone elsewhere (CI's
+    `git clone . /tmp/x`), beside the repository it was cloned from; DEPTH360_REFERENCE_MODELS
+    overrides both."""
+    if os.environ.get("DEPTH360_REFERENCE_MODELS"):
+        return Path(os.environ["DEPTH360_REFERENCE_MODELS"])
+    repo = Path(__file__).resolve().parents[1]
+    beside = repo.parent / "shared" / "reference-models"
+    if beside.is_dir():
+        return beside
+    origin = subprocess.run(["git", "-C", str(repo), "config", "--get", "remote.origin.url"],
+                            capture_output=True, text=True).stdout.strip()
+    if origin and "://" not in origin and Path(origin).is_dir():
+        cloned_from = Path(origin).resolve().parent / "shared" / "reference-models"
+        if cloned_from.is_dir():
+            return cloned_from
+    return beside  # missing: the tests that read it fail naming this path
+
+
+REFERENCE_DIR = _reference_dir()
 # Relative tolerance of the fixtures' README: max|out - expected| <= 1e-3 * max|expected|.
 RELATIVE_TOLERANCE = 1e-3
 

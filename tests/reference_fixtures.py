@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 def _reference_dir() -> Path:
     """../shared/reference-models beside the repository; for a local clone elsewhere (CI's
     `git clone . /tmp/x`), beside the repository it was cloned from; DEPTH360_REFERENCE_MODELS

@@ -232,14 +232,35 @@ def _colorize_bgr(nearness: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return bgr
 
 
-def write_rgb_png16(path: str | os.PathLike, rgb: np.ndarray) -> None:
-    """Write an RGB image [H, W, 3] (float 0..1) as a 16-bit PNG, atomically."""
+def bits_per_channel(path: str | os.PathLike) -> int:
+    """8 for an 8-bit PNG or a JPEG (read from the header, not decoded), else 16: the precision a
+    copy of the image needs to lose nothing."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        return 8
+    if suffix == ".png":
+        try:
+            with open(path, "rb") as file:
+                header = file.read(25)  # signature, IHDR length and type, width, height, bit depth
+        except OSError:
+            return 16
+        if len(header) == 25 and header[:8] == b"\x89PNG\r\n\x1a\n" and header[24] <= 8:
+            return 8
+    return 16
+
+
+def write_rgb_png(path: str | os.PathLike, rgb: np.ndarray, bits: int = 16) -> None:
+    """Write an RGB image [H, W, 3] (float 0..1) as an 8- or 16-bit PNG, atomically."""
     import cv2
 
     rgb = np.asarray(rgb, dtype=np.float32)
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise ValueError(f"{path}: an RGB image must be [H, W, 3], got {rgb.shape}")
-    levels = np.round(np.clip(rgb, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    if bits not in (8, 16):
+        raise ValueError(f"{path}: a PNG holds 8 or 16 bits per channel, got {bits}")
+    top = 255.0 if bits == 8 else 65535.0
+    levels = np.round(np.clip(rgb, 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
     ok, encoded = cv2.imencode(".png", cv2.cvtColor(levels, cv2.COLOR_RGB2BGR))
     if not ok:
         raise ValueError(f"{path}: could not encode a PNG")

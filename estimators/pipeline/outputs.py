@@ -5,7 +5,7 @@ Two layouts name the same outputs (DESIGN.md, "Command line"):
 - a still `photo.jpg` writes `OUTDIR/photo.distance.exr`, `photo.disparity.exr`,
   `photo.mask.exr`, `photo.preview.png` (the depth alone, percentile colours),
   `photo.distance.png` / `photo.disparity.png` (png16), `photo.left.png` (a stereo
-  still's left eye, 16-bit: the plate of this depth) and the sidecar `photo.json`;
+  still's left eye, at its source's bit depth: the plate of this depth) and the sidecar `photo.json`;
 - a video or sequence `clip` writes `OUTDIR/clip/distance_00001.exr`, ... ,
   `preview_00001.png` (colour | depth on a fixed colour range, no flicker),
   `rgbd_00001.png`, the run's `preview.mp4` and the sidecar `clip.json`. A run with
@@ -91,14 +91,14 @@ class OutputLayout:
 
 @dataclass
 class FrameFiles:
-    """One frame's files, rendered: EXRs, 16-bit PNGs (values, low, high), 8-bit RGB and 16-bit RGB images."""
+    """One frame's files, rendered: EXRs, 16-bit PNGs (values, low, high), 8-bit RGB images and the plate."""
 
     number: int
     size: tuple[int, int] = (0, 0)  # (width, height) of the depth
     exr: dict[str, np.ndarray] = field(default_factory=dict)
     png16: dict[str, tuple[np.ndarray, float | None, float | None]] = field(default_factory=dict)
     rgb8: dict[str, np.ndarray] = field(default_factory=dict)
-    rgb16: dict[str, np.ndarray] = field(default_factory=dict)
+    plates: dict[str, tuple[np.ndarray, int]] = field(default_factory=dict)  # name: (RGB, bits per channel)
     preview: np.ndarray | None = None  # the frame of the preview video
 
 
@@ -146,13 +146,14 @@ def _pictures(files: FrameFiles, layout: OutputLayout, save, rgb, depth: FrameDe
 
 
 def render_frame(number: int, layout: OutputLayout, save, rgb: np.ndarray, depth: FrameDepth,
-                 settings: DepthSettings, plate: bool = False) -> FrameFiles:
-    """The files of frame `number` in memory (nothing is written yet)."""
+                 settings: DepthSettings, plate: int = 0) -> FrameFiles:
+    """The files of frame `number` in memory (nothing is written yet); `plate`: the bits per channel
+    of a stereo still's left-eye plate (those of its source), 0 for none."""
     files = FrameFiles(number, (depth.disparity.shape[1], depth.disparity.shape[0]))
     _depth_files(files, layout, save, depth, settings)
     _pictures(files, layout, save, rgb, depth, settings)
     if plate and layout.still:
-        files.rgb16[layout.file_name("plate", number, "png")] = rgb
+        files.plates[layout.file_name("plate", number, "png")] = (rgb, plate)
     return files
 
 
@@ -165,8 +166,8 @@ def write_frame(layout: OutputLayout, files: FrameFiles) -> dict[str, tuple[floa
     ranges = {}
     for name, (values, low, high) in files.png16.items():
         ranges[name] = image_io.write_png16(folder / name, values, low, high)
-    for name, rgb in files.rgb16.items():
-        image_io.write_rgb_png16(folder / name, rgb)
+    for name, (rgb, bits) in files.plates.items():
+        image_io.write_rgb_png(folder / name, rgb, bits)
     for name, image in files.rgb8.items():
         image_io.write_bytes_atomic(folder / name, previews.encode_rgb_png(folder / name, image))
     return ranges
@@ -178,11 +179,11 @@ OUTPUT_MEANINGS = {
     "mask": "1 valid, 0 invalid (sky, unseen, beyond far); invalid pixels hold far and disparity 0",
     "preview": "inferno colours of inverse distance, near is bright",
     "rgbd": "over-under: top colour, bottom grey 255*(1/d - 1/far)/(1/near - 1/far) (white near, black far or invalid)",
-    "plate": "the left eye (16-bit RGB), the plate of this depth",
+    "plate": "the left eye (RGB at the source's bit depth), the plate of this depth",
 }
 
 
-def describe_outputs(layout: OutputLayout, save, settings: DepthSettings, plate: bool,
+def describe_outputs(layout: OutputLayout, save, settings: DepthSettings, plate: int,
                      png16_ranges: dict[str, tuple[float, float]]) -> dict:
     """The sidecar's `outputs`: each kind's file (or file pattern) and meaning."""
     number = 1 if layout.still else None

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import BadInputError, Depth360Error
+from ..media import image_io
 from ..video.camera_motion import CameraSolver, SolveSettings
 from ..video.clip_windows import compact_frame, restore_frame
 from ..video.temporal import StabiliserSettings
@@ -262,7 +263,9 @@ class SourceRun:
         self.frame_estimator = frame_estimator
         self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser, camera)
         self.save = saved_kinds(request, self.settings)
-        self.plate = hasattr(frame_estimator, "depth_frame")
+        # A stereo still's left-eye plate keeps its source's precision (bits per channel; 0: none).
+        self.plate = (image_io.bits_per_channel(source.path) if source.still else 16) \
+            if hasattr(frame_estimator, "depth_frame") else 0
         self.streaming = bool(getattr(frame_estimator, "streaming", False))
         self.first, self.last = _resolve_range(source, request.frames)
         ranged = request.frames is not None

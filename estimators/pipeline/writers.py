@@ -52,7 +52,7 @@ class FrameJob:
     layout: OutputLayout
     save: tuple[str, ...]
     settings: DepthSettings
-    plate: bool
+    plate: int  # bits per channel of the plate, 0 for none
     memory: shared_memory.SharedMemory | None = field(default=None, repr=False)
 
     def __getstate__(self):
@@ -95,7 +95,7 @@ class FrameWriter:
         self._blocks: dict[str, shared_memory.SharedMemory] = {}
 
     def prepare(self, number: int, layout: OutputLayout, save, picture: np.ndarray, depth: FrameDepth,
-                settings: DepthSettings, plate: bool) -> FrameFiles | FrameJob:
+                settings: DepthSettings, plate: int) -> FrameFiles | FrameJob:
         """In the post stage: the frame's files in memory, or (workers) its arrays in a shared block."""
         if not self.workers:
             return render_frame(number, layout, save, picture, depth, settings, plate)

@@ -23,6 +23,7 @@ network's own mistakes at object edges do not bend the field.
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -326,23 +327,31 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
     from .matching import estimate_stereo_equirect, to_float_rgb
     from .vr180 import estimate_stereo_vr180
 
-    started = time.perf_counter()
-    if stereo is None:
+    def match():
+        started = time.perf_counter()
         small_left, small_right = (_shrunk(to_float_rgb(eye, name), stereo_width)
                                    for eye, name in ((left, "left eye"), (right, "right eye")))
         common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, check_eye_order=check_eye_order)
         if vr180:
-            stereo = estimate_stereo_vr180(small_left, small_right, **common)
+            pair = estimate_stereo_vr180(small_left, small_right, **common)
         else:
-            stereo = estimate_stereo_equirect(small_left, small_right, pole_merge=pole_merge, **common)
-    matched = time.perf_counter()
-    left_rgb = np.clip(to_float_rgb(left, "left eye"), 0.0, 1.0)
-    relative, seen, sky, timings = fuse_left_eye(left_rgb, estimator, vr180=vr180, views=views, **fusion_options)
+            pair = estimate_stereo_equirect(small_left, small_right, pole_merge=pole_merge, **common)
+        return pair, time.perf_counter() - started
+
+    # The stereo matches while the network runs: its threads fill the cores the network's
+    # serial parts (projection, merging, sky) leave idle.
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        matching = pool.submit(match) if stereo is None else None
+        left_rgb = np.clip(to_float_rgb(left, "left eye"), 0.0, 1.0)
+        relative, seen, sky, timings = fuse_left_eye(left_rgb, estimator, vr180=vr180, views=views, **fusion_options)
+        network_seconds = time.perf_counter() - started
+        stereo, stereo_seconds = matching.result() if matching is not None else (stereo, 0.0)
     fused = time.perf_counter()
     disparity, mask, field = guide(relative, seen, sky, stereo, wrap=not vr180, max_distance=max_distance, grid=grid)
     distance = np.full(disparity.shape, np.float32(max_distance))
     np.divide(np.float32(1.0), disparity, out=distance, where=mask)
-    timings = {"stereo": matched - started, **{f"network_{k}": v for k, v in timings.items()},
-               "network": fused - matched, "guide": time.perf_counter() - fused}
+    timings = {"stereo": stereo_seconds, **{f"network_{k}": v for k, v in timings.items()},
+               "network": network_seconds, "guide": time.perf_counter() - fused}
     return GuidedDepth(disparity, np.minimum(distance, np.float32(max_distance)), mask, sky, stereo, relative,
                        field, timings)

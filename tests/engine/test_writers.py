@@ -69,3 +69,20 @@ def test_worker_processes_write_the_same_files_and_resume_after_an_error(tmp_pat
     assert (folder / "preview.mp4").is_file()
     np.testing.assert_array_equal(np.frombuffer(_files(folder)["mask_00008.exr"], np.uint8),
                                   np.frombuffer(_files(plain.folder)["mask_00008.exr"], np.uint8))
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_stereo_stills_plate_keeps_its_sources_bit_depth_exactly(tmp_path, bits):
+    import cv2
+
+    rng = np.random.default_rng(bits)
+    top = 255 if bits == 8 else 65535
+    eye = cv2.resize(rng.integers(0, top, (32, 64, 3)).astype(np.float32), (256, 128), interpolation=cv2.INTER_CUBIC)
+    eye = np.clip(eye, 0, top).astype(np.uint8 if bits == 8 else np.uint16)
+    frame = np.concatenate([eye, np.roll(eye, 1, axis=1)], axis=0)  # top-bottom, a small parallax
+    still = tmp_path / "pair.png"
+    assert cv2.imwrite(str(still), frame)
+    run(EstimateRequest(inputs=(str(still),), output_dir=str(tmp_path / "out"), model="stereo", layout="top-bottom"))
+    plate = cv2.imread(str(tmp_path / "out" / "pair.left.png"), cv2.IMREAD_UNCHANGED)
+    assert plate.dtype == eye.dtype  # an 8-bit source is not blown up to 16 bits, a 16-bit one not cut
+    np.testing.assert_array_equal(plate, eye)

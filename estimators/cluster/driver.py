@@ -42,6 +42,8 @@ from .plan import Chunk, SourcePlan, chunks_to_run
 
 REACH_TIMEOUT_S = 5.0  # a TCP connection to the address
 CONNECT_TIMEOUT_S = 90.0  # joining once the address answers as gRPC (a Ray Client server starts a process per job)
+# A Ray Client join that the server could not start is tried again while this much time is left.
+CLIENT_RETRY_MARGIN_S = 35.0
 POLL_S = 0.2
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -77,6 +79,12 @@ class Attempt:
     key: str
     where: str = "a node not known yet"
     outcome: dict = field(default_factory=dict)
+
+
+def _last_line(error: BaseException) -> str:
+    """The last line of the error (of a server's traceback: its exception)."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    return lines[-1][:300] if lines else type(error).__name__
 
 
 def _first_line(error: BaseException) -> str:
@@ -172,9 +180,21 @@ def connect(options: ClusterOptions, request: EstimateRequest):
     done, errors = threading.Event(), []
     logging.getLogger("ray._private.worker").addFilter(_JoiningThread())
 
+    deadline = time.monotonic() + CONNECT_TIMEOUT_S
+
     def join() -> None:
         try:
-            ray.init(**arguments)
+            while True:
+                try:
+                    ray.init(**arguments)
+                    return
+                except ConnectionAbortedError as error:
+                    # The Ray Client server could not start this client's server process in time
+                    # (a busy head): a new join starts a new one.
+                    if time.monotonic() > deadline - CLIENT_RETRY_MARGIN_S:
+                        raise
+                    print(f"warning: the Ray Client server of {options.describe()} could not start a session "
+                          f"({_last_line(error)}); joining again", file=sys.stderr, flush=True)
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
             errors.append(error)
         finally:
@@ -186,7 +206,9 @@ def connect(options: ClusterOptions, request: EstimateRequest):
                            "(is that the port of the head's GCS (`ray start --head --port`), or of its Ray Client "
                            "server for ray://? are this machine and the cluster on the same Ray version?)")
     if errors:
-        raise ClusterError(f"cannot join {options.describe()}: {_first_line(errors[0])}") from None
+        error = errors[0]
+        reason = _first_line(error) + (f" {_last_line(error)}" if isinstance(error, ConnectionAbortedError) else "")
+        raise ClusterError(f"cannot join {options.describe()}: {reason}") from None
     return ray
 
 

@@ -30,6 +30,7 @@ and memoised in-process; their arrays are read-only.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -198,10 +199,26 @@ def _render(function: str, request: dict, python: str | None) -> list[dict]:
     if key in _memo:
         return _memo[key]
     if not folder.is_dir():
-        _run_worker(request, folder, python)
+        with _render_lock(folder):  # a parallel test process wanting the same render waits for it
+            if not folder.is_dir():
+                _run_worker(request, folder, python)
     frames = [_load_frame(folder, frame) for frame in request["frames"]]
     _memo[key] = frames
     return frames
+
+
+@contextlib.contextmanager
+def _render_lock(folder: Path):
+    """Hold an exclusive lock on `folder`'s render across processes (a lock file beside it)."""
+    import fcntl
+
+    CACHE_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(CACHE_ROOT / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _run_worker(request: dict, folder: Path, python: str) -> None:

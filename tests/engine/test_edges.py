@@ -26,6 +26,7 @@ import numpy as np
 import pytest
 
 from depth360.estimators.postprocess.edges import snap_edges
+from depth360.estimators.stereo.colour_edges import snap_to_colour_edges
 from depth360.estimators.stereo.occlusion_edges import snap_stereo_edges
 from tests.engine import edge_figures as ef
 
@@ -106,6 +107,33 @@ def test_the_stereo_edge_step_undoes_foreground_fattening():
                                                wrap=True, **SIZES)
     same = np.abs(rolled - np.roll(out, 300, 1)) <= 1e-5  # no seam at the wrap (the eyes' blur is not
     assert same.mean() > 0.999 and (rolled_mask == np.roll(out_mask, 300, 1)).all()  # wrapped: near-ties)
+
+
+def test_the_colour_cut_puts_a_fattened_stereo_edge_on_the_plates_and_has_no_seam():
+    """A near square (12 px) before a wall (4 px), its right edge on the 0/360 wrap, its disparity
+    fattened 3 px on both sides and spread by a ramp: the rows' jumps go back to the plate's colour
+    edges; the left side's unmatched strip (the wall the right eye cannot see) stays unmatched."""
+    import cv2
+
+    height, width = 128, 512
+    wall, front = _textures(height, width, 3)
+    near = _square(height, width, left=width - 40)
+    plate = np.where(near[..., None], front, wall)
+    fattened = np.where(_fatten(near, 3), 12.0, 4.0).astype(np.float32)
+    padded = np.pad(fattened, ((0, 0), (4, 4)), mode="wrap")
+    ramp = cv2.blur(padded, (3, 1))[:, 4:-4]
+    mask = np.ones_like(near)
+    mask[height // 4: 3 * height // 4, width - 52:width - 46] = False  # the occluded strip
+    truth = np.where(near, 12.0, 4.0)
+    out, out_mask, changed = snap_to_colour_edges(ramp, mask, plate, wrap=True, reach=5, radius=32)
+    wrong_before, wrong_after = (ramp > 7) != (truth > 7), (out > 7) != (truth > 7)
+    middle = slice(40, 88)  # away from the square's top and bottom; the texture's own steps win on some rows
+    assert wrong_before[middle].sum() >= 48 * 6 and wrong_after[middle].sum() <= 0.4 * wrong_before[middle].sum()
+    assert not out_mask[height // 4: 3 * height // 4, width - 52:width - 46].any() and changed.any()
+    rolled = snap_to_colour_edges(np.roll(ramp, 200, 1), np.roll(mask, 200, 1), np.roll(plate, 200, 1), wrap=True,
+                                  reach=5, radius=32)
+    np.testing.assert_array_equal(rolled[0], np.roll(out, 200, 1))
+    np.testing.assert_array_equal(rolled[1], np.roll(out_mask, 200, 1))
 
 
 def test_the_figures_score_a_known_case():

@@ -7,19 +7,23 @@ better: where a nearer object stands before a farther surface their colours chan
 strongest colour step within a few pixels of a depth jump is the object's edge on most rows
 (measured on the project's renders: 80-90% of the true jumps along the rows).
 
-Along each row (the epipolar lines), the pixels within `reach` (columns and rows) of a disparity jump (a ratio
-over 1 + BAND_JUMP within 2 * WINDOW_PX + 1 columns) whose nearest settled neighbours left and
-right (matched, outside the band, within `radius`) differ by more than JUMP form runs. Each
-run is cut once, at the plate's strongest colour step (RGB distance of neighbouring pixels,
-blurred a little) among the run's pixel boundaries and its two ends: pixels
-left of the cut belong to the left surface, pixels right of it to the right one. Left of a
-nearer surface, the unmatched pixels of a run are the far surface's occluded strip (and the
-near rim the left-right check took off), so the cut lies at most ERODED_PX into them.
+Along each row (the epipolar lines), the pixels within `reach` (columns and rows) of a
+disparity jump (a ratio over 1 + BAND_JUMP within 2 * WINDOW_PX + 1 columns) whose nearest
+settled neighbours left and right (reliable matches outside the band, within `radius`) differ
+by more than JUMP form runs. A run between alike surfaces whose reliable disparities peak
+beyond both by JUMP is a thin nearer object (a pole): it is split after its peak into two
+runs, each between the peak's disparity and its side's surface. Each run is cut once, at the
+plate's strongest colour step (RGB distance of neighbouring pixels, blurred a little) among
+the run's pixel boundaries and its two ends: pixels left of the cut belong to the left
+surface, pixels right of it to the right one. Left of a nearer surface, the unmatched pixels
+of a run are the far surface's occluded strip (and the near rim the left-right check took
+off), so the cut lies at most ERODED_PX into them.
 
 A matched pixel on its surface's side of the divide (the geometric mean of the two
-disparities) keeps its disparity; an unmatched one on the farther surface stays unmatched;
-every other pixel of a run takes its surface's disparity and is on the mask. Only the rows
-with a jump are worked on; columns wrap for ODS eyes (no seam at 0/360 degrees).
+disparities) keeps its disparity, and so does an unmatched one on the farther surface or
+beyond ERODED_PX of the cut; every other pixel of a run takes its surface's disparity and is
+on the mask. A thin object is only narrowed, never widened: a bad match's spike looks alike.
+Only the rows with a jump are worked on; columns wrap for ODS eyes (no seam at 0/360 degrees).
 """
 
 from __future__ import annotations
@@ -64,6 +68,33 @@ def _nearest_index(settled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return left, right
 
 
+def _split_thin(own: np.ndarray, reliable: np.ndarray, left: np.ndarray, right: np.ndarray, new_run: np.ndarray,
+                floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A thin nearer object: a run between alike surfaces whose reliable disparities peak beyond both
+    by JUMP. It is split after its peak into two runs, each between the peak's disparity and its side's
+    surface. Returns (left, right, new_run, thin) of the run pixels (lists as `_cut_rows` makes them)."""
+    run_start = np.flatnonzero(new_run)
+    run = np.cumsum(new_run) - 1
+    peak = np.maximum.reduceat(np.where(reliable, own, -np.inf), run_start)
+    with np.errstate(invalid="ignore"):
+        outer = np.fmax(np.fmax(left, right), floor)[run_start]
+        alike = outer <= np.fmax(np.fmin(left, right), floor)[run_start] * (1 + JUMP)
+        thin = alike & (peak > outer * (1 + JUMP))
+    if not thin.any():
+        return left, right, new_run, np.zeros(own.size, bool)
+    index = np.arange(own.size)
+    at_peak = np.minimum.reduceat(np.where(reliable & (own == peak[run]), index, own.size), run_start)
+    inside = thin[run]
+    before = inside & (index <= at_peak[run])
+    left, right, new_run = left.copy(), right.copy(), new_run.copy()
+    right[before] = peak[run][before]
+    left[inside & ~before] = peak[run][inside & ~before]
+    after_peak = at_peak[thin] + 1
+    after_peak = after_peak[after_peak < own.size]
+    new_run[after_peak] = True
+    return left, right, new_run, inside
+
+
 def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, band: np.ndarray,
               plate: np.ndarray, radius: int, eroded: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The cut of every run along the rows (module docstring), `plate`: the blurred left eye. Returns
@@ -77,14 +108,17 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
         found = np.abs(index - cols) <= radius
         values.append(np.where(found, disparity[rows, np.clip(index, 0, width - 1)], np.nan))
     left, right = values
+    # Runs: consecutive band pixels of a row (nonzero lists them row by row, column by column).
+    pixels = rows.astype(np.int64) * (width + 1) + cols
+    new_run = np.concatenate([[True], np.diff(pixels) != 1])
+    left, right, new_run, thin = _split_thin(disparity[rows, cols], reliable[rows, cols], left, right, new_run, floor)
     with np.errstate(invalid="ignore"):
         spread = np.fmax(np.fmax(left, right), floor) > np.fmax(np.fmin(left, right), floor) * (1 + JUMP)
     if not spread.any():
         return out, out_mask, changed
-    rows, cols, left, right = rows[spread], cols[spread], left[spread], right[spread]
-    # A run: consecutive pixels of a row (nonzero lists them row by row, column by column).
-    pixels = rows.astype(np.int64) * (width + 1) + cols
-    new_run = np.concatenate([[True], np.diff(pixels) != 1])
+    new_run = (new_run | np.concatenate([[True], ~spread[:-1]]))[spread]
+    rows, cols, left, right, pixels, thin = (a[spread] for a in (rows, cols, left, right, pixels, thin))
+    new_run |= np.concatenate([[True], np.diff(pixels) != 1])
     run_start = np.flatnonzero(new_run)  # each run's first pixel in the lists
     run = np.cumsum(new_run) - 1
     starts = pixels[run_start]
@@ -109,7 +143,11 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
     side, other = np.where(on_left, left, right), np.where(on_left, right, left)
     own, matched = disparity[rows, cols], mask[rows, cols]
     divide = np.sqrt(np.maximum(side, floor) * np.maximum(other, floor))
-    keep = (matched & ((own - divide) * (side - divide) > 0)) | (~matched & (side < other))
+    # An unmatched pixel takes the nearer surface only next to the cut (a rim the left-right check took off).
+    rim = np.abs(pixels - cut[run] + 0.5) <= eroded
+    keep = (matched & ((own - divide) * (side - divide) > 0)) | (~matched & ((side < other) | ~rim))
+    # A thin object is only narrowed (its cut ends are the least sure: a spike of a bad match looks alike).
+    keep |= thin & (~matched | (own < divide))
     out[rows, cols] = np.where(keep, own, side)
     out_mask[rows, cols] = np.where(keep, matched, True)
     changed[rows, cols] = ~keep

@@ -136,6 +136,23 @@ def test_the_colour_cut_puts_a_fattened_stereo_edge_on_the_plates_and_has_no_sea
     np.testing.assert_array_equal(rolled[1], np.roll(out_mask, 200, 1))
 
 
+def test_the_colour_cut_narrows_a_fattened_thin_pole():
+    """A pole 10 px wide (disparity 12) before a wall (4), fattened 4 px on both sides and spread by a
+    ramp: no pixel of the pole is outside the band, so the pole's own peak stands for it."""
+    import cv2
+
+    height, width = 128, 512
+    wall, front = _textures(height, width, 4)
+    pole = np.zeros((height, width), bool)
+    pole[:, 250:260] = True
+    plate = np.where(pole[..., None], front, wall)
+    fattened = cv2.blur(np.where(_fatten(pole, 4), 12.0, 4.0).astype(np.float32), (3, 1))
+    truth = np.where(pole, 12.0, 4.0)
+    out, _, _ = snap_to_colour_edges(fattened, np.ones_like(pole), plate, wrap=True, reach=5, radius=32)
+    wrong_before, wrong_after = ((fattened > 7) != (truth > 7)).sum(), ((out > 7) != (truth > 7)).sum()
+    assert wrong_before >= height * 8 and wrong_after <= 0.4 * wrong_before and (out[pole] > 7).mean() > 0.9
+
+
 def test_the_figures_score_a_known_case():
     height, width = 64, 128
     near = _square(height, width, left=50)

@@ -23,7 +23,10 @@ A matched pixel on its surface's side of the divide (the geometric mean of the t
 disparities) keeps its disparity, and so does an unmatched one on the farther surface or
 beyond ERODED_PX of the cut; every other pixel of a run takes its surface's disparity and is
 on the mask. A thin object is only narrowed, never widened: a bad match's spike looks alike.
-Only the rows with a jump are worked on; columns wrap for ODS eyes (no seam at 0/360 degrees).
+Then the same along the columns (the tops and bottoms of objects), away from the rows' bands
+and with jumps by JUMP over a few rows only (a floor's steep change of disparity from row to
+row is none). Only the rows with a jump are worked on; columns wrap for ODS eyes (no seam at
+0/360 degrees).
 """
 
 from __future__ import annotations
@@ -34,11 +37,15 @@ from ..postprocess.edges import JUMP
 
 # Sizes in pixels of a 2048-wide eye, scaled with the width.
 REACH_PX, RADIUS_PX, WINDOW_PX, ERODED_PX = 4, 32, 3, 3
+# Jumps along the columns are looked for over 2 * COLUMN_WINDOW_PX + 1 rows, by JUMP: a floor's steep
+# change of disparity from row to row is none.
+COLUMN_WINDOW_PX = 2
 # A disparity ratio that marks a (smoothed) jump within the window; the run needs JUMP between its
 # two surfaces.
 BAND_JUMP = 0.12
-# Disparities below this (pixels of a 2048-wide eye, about 10 m) count as this much.
-FLOOR_PX = 4.0
+# Disparities below this (pixels of a 2048-wide eye, about 10 m for ODS eyes 6.4 cm apart) count as
+# this much: the far field's relative noise is large.
+FLOOR_PX = 2.0
 # The plate's Gaussian blur before its colour steps are taken (pixels).
 BLUR_SIGMA = 0.8
 
@@ -47,25 +54,34 @@ def _scaled(pixels: float, width: int) -> int:
     return max(1, round(pixels * width / 2048))
 
 
-def _row_jump_band(values: np.ndarray, reach: int, window: int) -> np.ndarray:
-    """Bool: pixels within `reach` columns and rows of a ratio over 1 + BAND_JUMP within 2 * window + 1
+def _row_jump_band(values: np.ndarray, reach: int, window: int, jump: float = BAND_JUMP) -> np.ndarray:
+    """Bool: pixels within `reach` columns and rows of a ratio over 1 + `jump` within 2 * window + 1
     columns (the caller pads the columns)."""
     import cv2
 
     high = cv2.dilate(values, np.ones((1, 2 * window + 1), np.uint8))
     low = cv2.erode(values, np.ones((1, 2 * window + 1), np.uint8))
-    jumps = (high > low * np.float32(1 + BAND_JUMP)).astype(np.uint8)
+    jumps = (high > low * np.float32(1 + jump)).astype(np.uint8)
     return cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
 
 
-def _nearest_index(settled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel, the column of the nearest settled pixel left and right of it in its row (far
-    outside the row where there is none)."""
-    width = settled.shape[1]
-    columns = np.broadcast_to(np.arange(width, dtype=np.int32), settled.shape)
-    left = np.maximum.accumulate(np.where(settled, columns, -10 * width), axis=1)
-    right = np.minimum.accumulate(np.where(settled, columns, 10 * width)[:, ::-1], axis=1)[:, ::-1]
-    return left, right
+def _surfaces(disparity: np.ndarray, settled: np.ndarray, rows: np.ndarray, cols: np.ndarray, run_start: np.ndarray,
+              radius: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per run (its pixels `rows`, `cols`, its first pixels at `run_start`): the disparity of the
+    nearest settled pixel left of it and right of it in its row (NaN: none within `radius`)."""
+    width = disparity.shape[1]
+    run_end = np.append(run_start[1:], rows.size) - 1
+    steps = np.arange(1, radius + 1)
+    out = []
+    for ends, direction in ((run_start, -1), (run_end, 1)):
+        row, col = rows[ends][:, None], cols[ends][:, None] + direction * steps[None, :]
+        inside = (col >= 0) & (col < width)
+        hit = settled[row, np.clip(col, 0, width - 1)] & inside
+        first = np.argmax(hit, axis=1)
+        found = hit[np.arange(first.size), first]
+        at = np.clip(cols[ends] + direction * (first + 1), 0, width - 1)
+        out.append(np.where(found, disparity[rows[ends], at], np.nan))
+    return out[0], out[1]
 
 
 def _split_thin(own: np.ndarray, reliable: np.ndarray, left: np.ndarray, right: np.ndarray, new_run: np.ndarray,
@@ -95,27 +111,30 @@ def _split_thin(own: np.ndarray, reliable: np.ndarray, left: np.ndarray, right: 
     return left, right, new_run, inside
 
 
-def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, band: np.ndarray,
-              plate: np.ndarray, radius: int, eroded: int, floor: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The cut of every run along the rows (module docstring), `plate`: the blurred left eye. Returns
-    (disparity, mask, changed)."""
-    out, out_mask, changed = disparity.copy(), mask.copy(), np.zeros_like(mask)
+Changes = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, band: np.ndarray, plate: np.ndarray,
+              radius: int, eroded: int, floor: float, occlusion: bool) -> Changes:
+    """The cut of every run along the rows (module docstring), `plate`: the blurred left eye; `occlusion`:
+    the rows are the epipolar lines (occluded strips left of nearer surfaces). Returns the runs' pixels
+    (rows, cols) and their (disparity, mask, changed)."""
     height, width = disparity.shape
-    left_index, right_index = _nearest_index(reliable & ~band)
     rows, cols = np.nonzero(band)
-    values = []
-    for index in (left_index[rows, cols], right_index[rows, cols]):
-        found = np.abs(index - cols) <= radius
-        values.append(np.where(found, disparity[rows, np.clip(index, 0, width - 1)], np.nan))
-    left, right = values
+    nothing = (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.float32), np.zeros(0, bool), np.zeros(0, bool))
+    if rows.size == 0:
+        return nothing
     # Runs: consecutive band pixels of a row (nonzero lists them row by row, column by column).
     pixels = rows.astype(np.int64) * (width + 1) + cols
     new_run = np.concatenate([[True], np.diff(pixels) != 1])
+    left, right = _surfaces(disparity, reliable & ~band, rows, cols, np.flatnonzero(new_run), radius)
+    run = np.cumsum(new_run) - 1
+    left, right = left[run], right[run]
     left, right, new_run, thin = _split_thin(disparity[rows, cols], reliable[rows, cols], left, right, new_run, floor)
     with np.errstate(invalid="ignore"):
         spread = np.fmax(np.fmax(left, right), floor) > np.fmax(np.fmin(left, right), floor) * (1 + JUMP)
     if not spread.any():
-        return out, out_mask, changed
+        return nothing
     new_run = (new_run | np.concatenate([[True], ~spread[:-1]]))[spread]
     rows, cols, left, right, pixels, thin = (a[spread] for a in (rows, cols, left, right, pixels, thin))
     new_run |= np.concatenate([[True], np.diff(pixels) != 1])
@@ -135,7 +154,7 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
     last_hole = np.maximum.reduceat(np.where(mask[rows, cols], -1, cols), run_start)
     nearer_right = right[run_start] > left[run_start]
     barred = nearer_right[run_of] & (last_hole[run_of] >= 0) & (b_cols < last_hole[run_of] + 1 - eroded)
-    strength = np.where(barred, -1.0, strength)
+    strength = np.where(barred & occlusion, -1.0, strength)
     best = np.maximum.reduceat(strength, first)
     candidate = np.where(strength >= best[run_of], offset, np.iinfo(np.int64).max)
     cut = starts + np.minimum.reduceat(candidate, first)  # the first pixel of the right surface
@@ -148,10 +167,7 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
     keep = (matched & ((own - divide) * (side - divide) > 0)) | (~matched & ((side < other) | ~rim))
     # A thin object is only narrowed (its cut ends are the least sure: a spike of a bad match looks alike).
     keep |= thin & (~matched | (own < divide))
-    out[rows, cols] = np.where(keep, own, side)
-    out_mask[rows, cols] = np.where(keep, matched, True)
-    changed[rows, cols] = ~keep
-    return out, out_mask, changed
+    return rows, cols, np.where(keep, own, side).astype(np.float32), np.where(keep, matched, True), ~keep
 
 
 def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, wrap: bool,
@@ -182,14 +198,28 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
     if rows is not None:  # not the jump from the measured rows to the unmeasured ones
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
-    busy = np.flatnonzero(band[:, pad:pad + width].any(axis=1))
     out, out_mask, changed = disparity.copy(), np.asarray(mask, bool).copy(), np.zeros((height, width), bool)
-    if busy.size == 0:
-        return out, out_mask, changed
-    plate = cv2.GaussianBlur(padded(np.ascontiguousarray(rgb[..., :3], np.float32)), (0, 0), BLUR_SIGMA)[busy]
-    cut, cut_mask, cut_changed = _cut_rows(padded(disparity[busy]), padded(out_mask[busy]),
-                                           padded(np.asarray(reliable, bool)[busy]), band[busy], plate,
-                                           radius, eroded, floor)
+    blurred = cv2.GaussianBlur(padded(np.ascontiguousarray(rgb[..., :3], np.float32)), (0, 0), BLUR_SIGMA)
     inner = slice(pad, pad + width)
-    out[busy], out_mask[busy], changed[busy] = cut[:, inner], cut_mask[:, inner], cut_changed[:, inner]
+    busy = np.flatnonzero(band[:, inner].any(axis=1))  # the rows with a jump
+    if busy.size:
+        r, c, values, matched, cut = _cut_rows(padded(disparity[busy]), padded(out_mask[busy]),
+                                               padded(np.asarray(reliable, bool)[busy]), band[busy], blurred[busy],
+                                               radius, eroded, floor, occlusion=True)
+        ours = (c >= pad) & (c < pad + width)
+        r, c = busy[r[ours]], c[ours] - pad
+        out[r, c], out_mask[r, c], changed[r, c] = values[ours], matched[ours], cut[ours]
+    # The columns: the tops and bottoms of objects, where no jump along the rows is near.
+    column = np.ones((2 * _scaled(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
+    floored = np.maximum(out, floor)
+    jumps = (cv2.dilate(floored, column) > cv2.erode(floored, column) * np.float32(1 + JUMP)).astype(np.uint8)
+    across = (cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0) & ~band[:, inner]
+    if rows is not None:
+        across &= inside[:, None]
+    if across.any():
+        settled = (np.asarray(reliable, bool) | changed) & out_mask
+        c, r, values, matched, cut = _cut_rows(out.T, out_mask.T, settled.T, np.ascontiguousarray(across.T),
+                                               blurred[:, inner].transpose(1, 0, 2), radius, eroded, floor,
+                                               occlusion=False)
+        out[r, c], out_mask[r, c], changed[r, c] = values, matched, changed[r, c] | cut
     return out, out_mask, changed

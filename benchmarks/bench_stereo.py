@@ -5,9 +5,9 @@ eyes with room-like disparities of 3 to 36 pixels), so the script needs no rende
 
     .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
 
-`--edges`: the cost of issue 15's edge step (stereo.occlusion_edges, what `--edges snap` adds to
-`--model stereo`), medians side by side in one run, alternating: the estimate with `edges=False`
-and with `edges=True`.
+`--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
+`--edges auto` adds to `--model stereo`), medians side by side in one run, alternating: the
+estimate with `edges=False` and with `edges=True`.
 """
 
 from __future__ import annotations

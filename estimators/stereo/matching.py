@@ -562,17 +562,24 @@ def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarra
     return measurable
 
 
-def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray) -> DisparityMap:
+def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray,
+                scale: float) -> DisparityMap:
     """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the eyes' luminance, blurred
-    a little (as for the sub-pixel pass)."""
+    a little (as for the sub-pixel pass), then its jumps cut at the left plate's colour edges
+    (stereo.colour_edges; `scale`: input pixels per matched pixel)."""
     import cv2
 
+    from .colour_edges import snap_to_colour_edges
     from .occlusion_edges import snap_stereo_edges
     from .subpixel import BLUR_SIGMA
 
     left, right = (cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None] for eye in (left_rgb, right_rgb))
     disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=True, rows=rows)
+    # Only disparities the mask will keep stand for a surface: the decided ones and the measurable matches.
+    reliable = mask & (decided | measurable_disparity(matched, scale))
+    disparity, mask, cut = snap_to_colour_edges(disparity, mask, left_rgb, wrap=True, reliable=reliable, rows=rows)
     # The decided pixels took a surface's disparity: the sub-pixel fit's precision is not theirs.
+    decided |= cut
     sigma = None if matched.sigma is None else np.where(decided, 0.0, matched.sigma).astype(np.float32)
     return dataclasses.replace(matched, disparity=disparity, mask=mask, sigma=sigma)
 
@@ -595,8 +602,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     degrees (None: off), `convergence_distance` None for parallel eyes. Objects nearer than
     `min_distance` are out of the search range; invalid pixels (pole rows, unmatched, beyond
     `max_distance`) get `max_distance` and mask False. `edges`: re-match the pixels near depth jumps
-    so that occlusion edges lie on the plate's (stereo.occlusion_edges; False: the block matcher's
-    fattened edges).
+    and cut each jump at the plate's colour edge, so that occlusion edges lie on the plate's
+    (stereo.occlusion_edges, stereo.colour_edges; False: the block matcher's fattened edges).
     """
     left_rgb, right_rgb = check_stereo_pair(left, right)
     height, width = left_rgb.shape[:2]
@@ -615,11 +622,11 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     settings = dict(ODS_MATCHING, **options)
     matched = match_disparity(left_rgb, right_rgb, min_disparity=lowest - 1.0, max_disparity=highest,
                               wrap=True, max_match_width=max_match_width, **settings)
+    matched_width = min(width, max_match_width or width)
     if edges:
-        matched = _snap_edges(matched, left_rgb, right_rgb, informative)
+        matched = _snap_edges(matched, left_rgb, right_rgb, informative, width / matched_width)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
-    matched_width = min(width, max_match_width or width)
     measurable = measurable_disparity(matched, width / matched_width)
     sky = find_stereo_sky(matched.disparity * np.float32(matched_width / width), matched.mask, left_rgb)
     mask = matched.mask & informative[:, None] & (distance < max_distance) & measurable & ~sky

@@ -44,6 +44,7 @@ REACH_TIMEOUT_S = 5.0  # a TCP connection to the address
 CONNECT_TIMEOUT_S = 90.0  # joining once the address answers as gRPC (a Ray Client server starts a process per job)
 # A Ray Client join that the server could not start is tried again while this much time is left.
 CLIENT_RETRY_MARGIN_S = 35.0
+CLIENT_RETRY_PAUSE_S = 2.0
 POLL_S = 0.2
 LOCAL_OBJECT_STORE_BYTES = 128 * 2**20
 HEAD_RESOURCE = "node:__internal_head__"  # Ray's resource of the head node
@@ -195,6 +196,7 @@ def connect(options: ClusterOptions, request: EstimateRequest):
                         raise
                     print(f"warning: the Ray Client server of {options.describe()} could not start a session "
                           f"({_last_line(error)}); joining again", file=sys.stderr, flush=True)
+                    time.sleep(CLIENT_RETRY_PAUSE_S)
         except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
             errors.append(error)
         finally:

@@ -81,6 +81,54 @@ def test_the_worker_command_line_carries_the_cluster():
         cli.cluster_from_args(no_cluster)
 
 
+class _ClientServerThatFailsToStart:
+    """Stands in for the `ray` module at the join only: its `init` fails as a Ray Client server does
+    when it cannot start the session's process in time (`failures` times), then succeeds."""
+
+    def __init__(self, failures: int):
+        self.failures, self.calls = failures, 0
+
+    def init(self, **arguments):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise ConnectionAbortedError("Initialization failure from server:\nTraceback (most recent call last):\n"
+                                         "  ...\nRuntimeError: Proxy failed to Connect to backend!")
+
+
+@pytest.mark.parametrize("failures", [1, 100])
+def test_a_ray_client_session_that_fails_to_start_is_joined_again_then_named(monkeypatch, capsys, failures):
+    import socketserver
+    import threading
+
+    from depth360.estimators.cluster import driver
+    from depth360.estimators.pipeline import EstimateRequest
+
+    class Closes(socketserver.BaseRequestHandler):
+        def handle(self):  # something listens and hangs up: the join is left to ray.init
+            pass
+
+    with socketserver.TCPServer(("127.0.0.1", 0), Closes) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        module = _ClientServerThatFailsToStart(failures)
+        monkeypatch.setattr(driver, "ray_module", lambda: module)
+        monkeypatch.setattr(driver, "CONNECT_TIMEOUT_S", 2.0)
+        monkeypatch.setattr(driver, "CLIENT_RETRY_MARGIN_S", 1.0)
+        monkeypatch.setattr(driver, "CLIENT_RETRY_PAUSE_S", 0.3)
+        options = ClusterOptions(f"ray://127.0.0.1:{server.server_address[1]}")
+        request = EstimateRequest(inputs=("shot.mp4",), output_dir="out")
+        try:
+            if failures == 1:
+                assert driver.connect(options, request) is module and module.calls == 2
+                assert "could not start a session (RuntimeError: Proxy failed to Connect to backend!); joining " \
+                       "again" in capsys.readouterr().err
+            else:
+                with pytest.raises(driver.ClusterError, match="Proxy failed to Connect to backend"):
+                    driver.connect(options, request)
+                assert 2 <= module.calls <= 5  # tried again, a pause apart, until too little time was left
+        finally:
+            server.shutdown()
+
+
 def test_progress_lines_of_a_chunk_reach_the_board():
     lines = []
     sink = LineSink(lines.append)

@@ -264,8 +264,8 @@ class SourceRun:
         self.settings: DepthSettings = resolve_settings(request, frame_estimator.kind, stabiliser, camera)
         self.save = saved_kinds(request, self.settings)
         # A stereo still's left-eye plate keeps its source's precision (bits per channel; 0: none).
-        self.plate = (image_io.bits_per_channel(source.path) if source.still else 16) \
-            if hasattr(frame_estimator, "depth_frame") else 0
+        self.plate = image_io.bits_per_channel(source.path) \
+            if source.still and hasattr(frame_estimator, "depth_frame") else 0
         self.streaming = bool(getattr(frame_estimator, "streaming", False))
         self.first, self.last = _resolve_range(source, request.frames)
         ranged = request.frames is not None

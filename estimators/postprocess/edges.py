@@ -32,7 +32,8 @@ FLOOR_SHARE = 0.1
 CHUNK = 65536
 
 
-def _scaled(pixels: int, width: int) -> int:
+def scaled_pixels(pixels: float, width: int) -> int:
+    """A size given in pixels of a 2048-wide frame, for a frame `width` wide (at least 1)."""
     return max(1, round(pixels * width / 2048))
 
 
@@ -117,8 +118,8 @@ def snap_edges(values: np.ndarray, valid: np.ndarray, rgb: np.ndarray, *, wrap: 
     height, width = values.shape
     if np.shape(rgb)[:2] != (height, width):
         raise ValueError(f"the plate is {np.shape(rgb)[:2]}, the depth {values.shape}")
-    reach = _scaled(REACH_PX, width) if reach is None else int(reach)
-    radius = _scaled(RADIUS_PX, width) if radius is None else int(radius)
+    reach = scaled_pixels(REACH_PX, width) if reach is None else int(reach)
+    radius = scaled_pixels(RADIUS_PX, width) if radius is None else int(radius)
     positive = valid & np.isfinite(values) & (values > 0)
     floor = FLOOR_SHARE * float(np.median(values[positive])) if positive.any() else 0.0
     floored = np.where(valid, np.maximum(values, floor), floor).astype(np.float32)

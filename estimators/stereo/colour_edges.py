@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..postprocess.edges import JUMP
+from ..postprocess.edges import JUMP, scaled_pixels
 
 # Sizes in pixels of a 2048-wide eye, scaled with the width.
 REACH_PX, RADIUS_PX, WINDOW_PX, ERODED_PX = 4, 32, 3, 3
@@ -48,10 +48,6 @@ BAND_JUMP = 0.12
 FLOOR_PX = 2.0
 # The plate's Gaussian blur before its colour steps are taken (pixels).
 BLUR_SIGMA = 0.8
-
-
-def _scaled(pixels: float, width: int) -> int:
-    return max(1, round(pixels * width / 2048))
 
 
 def _row_jump_band(values: np.ndarray, reach: int, window: int, jump: float = BAND_JUMP) -> np.ndarray:
@@ -182,9 +178,9 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
 
     disparity = np.asarray(disparity, np.float32)
     height, width = disparity.shape
-    reach = _scaled(REACH_PX, width) if reach is None else int(reach)
-    radius = _scaled(RADIUS_PX, width) if radius is None else int(radius)
-    window, eroded = _scaled(WINDOW_PX, width), _scaled(ERODED_PX, width)
+    reach = scaled_pixels(REACH_PX, width) if reach is None else int(reach)
+    radius = scaled_pixels(RADIUS_PX, width) if radius is None else int(radius)
+    window, eroded = scaled_pixels(WINDOW_PX, width), scaled_pixels(ERODED_PX, width)
     floor = np.float32(FLOOR_PX * width / 2048)
     reliable = mask if reliable is None else reliable
     pad = radius + reach + window + 2
@@ -210,7 +206,7 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
         r, c = busy[r[ours]], c[ours] - pad
         out[r, c], out_mask[r, c], changed[r, c] = values[ours], matched[ours], cut[ours]
     # The columns: the tops and bottoms of objects, where no jump along the rows is near.
-    column = np.ones((2 * _scaled(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
+    column = np.ones((2 * scaled_pixels(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
     floored = np.maximum(out, floor)
     jumps = (cv2.dilate(floored, column) > cv2.erode(floored, column) * np.float32(1 + JUMP)).astype(np.uint8)
     across = (cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0) & ~band[:, inner]

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..postprocess.edges import JUMP, jump_band
+from ..postprocess.edges import JUMP, jump_band, scaled_pixels
 
 REACH_PX, RADIUS_PX = 5, 32
 # Jumps are looked for over 2 * WINDOW_PX + 1 columns: the matcher's smoothing spreads them.
@@ -47,10 +47,6 @@ MATCHED_COST, OCCLUDED_COST = 20.0, 1e9
 NOISE_COST = 3 * (1 / 255) ** 2
 # A pixel keeps its own disparity when the chosen candidate is within this share of it.
 KEEP = 0.05
-
-
-def _scaled(pixels: int, width: int) -> int:
-    return max(1, round(pixels * width / 2048))
 
 
 def _side_offsets(side: int, half: int) -> list[np.ndarray]:
@@ -211,10 +207,10 @@ def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray,
     the disparity was matched; `left`/`right`: the eyes, float32 [H, W, C] (smooth: blurred a little);
     `rows`: bool [H], the rows stereo measures (ODS: not the poles), None for all."""
     width = disparity.shape[1]
-    reach = _scaled(REACH_PX, width) if reach is None else reach
-    radius = _scaled(RADIUS_PX, width) if radius is None else radius
+    reach = scaled_pixels(REACH_PX, width) if reach is None else reach
+    radius = scaled_pixels(RADIUS_PX, width) if radius is None else radius
     band = jump_band(np.maximum(disparity, FLOOR_PX * width / 2048), reach, wrap, JUMP, across_rows=False,
-                     window=_scaled(WINDOW_PX, width))
+                     window=scaled_pixels(WINDOW_PX, width))
     if rows is not None:  # not the jump from the measured rows to the unmeasured ones
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]

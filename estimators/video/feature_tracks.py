@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .small_systems import solve_spd
+
 
 @dataclass(frozen=True)
 class TrackerSettings:
@@ -95,7 +97,7 @@ def refine_affine(template: np.ndarray, image: np.ndarray, start: np.ndarray, gu
                              gy * offsets[:, 1]], 1)  # [N, 6, P]
         weighted = jacobian * weights
         normal = weighted @ jacobian.transpose(0, 2, 1) + 1e-4 * np.eye(6, dtype=np.float32)
-        step = -np.linalg.solve(normal, (weighted @ residual[..., None]))[..., 0]
+        step = -solve_spd(normal, (weighted @ residual[..., None])[..., 0])
         position += np.clip(step[:, :2], -1.0, 1.0)
         deformation += np.clip(step[:, 2:], -0.1, 0.1)
         if np.abs(step[:, :2]).max(initial=0.0) < 1e-3:

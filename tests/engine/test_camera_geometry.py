@@ -21,6 +21,7 @@ from depth360.estimators.video import sphere_geometry as geometry
 from depth360.estimators.video.camera_motion import CameraSolver, is_featureless, prepare_grey
 from depth360.estimators.video.feature_tracks import FeatureTracker, pad_sphere
 from depth360.estimators.video.reprojection import Pose, backward_sample, forward_warp
+from depth360.estimators.video.small_systems import solve_spd
 from depth360.estimators.video.temporal import robust_affine_fit
 
 
@@ -82,6 +83,24 @@ def test_resection_and_bundle_adjustment_on_bearings():
                                            np.einsum("nij,nj->ni", rotations[problem.pose_index], problem.bearings),
                                            problem.point_index, len(points))
     assert np.median(np.linalg.norm(triangulated - points, axis=1) / np.linalg.norm(points, axis=1)) < 0.03
+
+
+def test_the_batched_spd_solve_equals_lapack_and_stays_finite_on_a_flat_patch():
+    """The tracker's Gauss-Newton systems: a stack of damped 6 x 6 normal matrices."""
+    rng = np.random.default_rng(5)
+    jacobian = rng.normal(size=(500, 6, 40)).astype(np.float32)
+    normal = jacobian @ jacobian.transpose(0, 2, 1) + 1e-4 * np.eye(6, dtype=np.float32)
+    rhs = rng.normal(size=(500, 6)).astype(np.float32)
+    expected = np.linalg.solve(normal.astype(np.float64), rhs.astype(np.float64)[..., None])[..., 0]
+    got = solve_spd(normal, rhs)
+    assert got.dtype == np.float32 and got.shape == (500, 6)
+    np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-5)
+    # Texture along one direction only and the damping lost in round-off: a singular matrix.
+    gradient = np.zeros((1, 6, 40), np.float32)
+    gradient[0, 0] = 300.0 * rng.normal(size=40)
+    flat = gradient @ gradient.transpose(0, 2, 1)
+    assert np.isfinite(solve_spd(flat, np.ones((1, 6), np.float32))).all()
+    assert solve_spd(np.zeros((0, 6, 6)), np.zeros((0, 6), np.float32)).shape == (0, 6)
 
 
 def test_equirect_pixels_and_bearings_are_inverse():

@@ -42,10 +42,13 @@ $(VENV45)/.installed: requirements/bpy45.lock
 	$(VENV45)/bin/pip install $(PIP_FLAGS) -r requirements/bpy45.lock $(QUIET_PIP)
 	touch $@
 
-demo: setup
+# The three environments are independent: they install side by side.
+demo:
+	$(MAKE) --no-print-directory -j3 setup
 	$(VENV)/bin/python -m demo --out demo-output
 
-test: setup
+test:
+	$(MAKE) --no-print-directory -j3 setup
 	$(VENV)/bin/python tests/run_suite.py
 
 lint: $(VENV)/.installed

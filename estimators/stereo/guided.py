@@ -12,9 +12,9 @@ where ``S`` and ``T`` are bilinear on a coarse control grid over the frame (colu
 periodic for a 360 eye), ``D0`` the median of ``D`` (so the unknowns are of the order of
 the scene's inverse distance). The fusion's deformable grid, in metric units: the
 unknowns are fitted to the stereo's inverse distance by weighted least squares on
-relative residuals ``(metric - stereo) / stereo`` (near and far count alike), weighted by
-the stereo's confidence, with first-difference smoothness on both grids (strong on the
-shift, which a relative network's ambiguity makes nearly constant) and a pull toward the
+relative residuals ``(metric - stereo) / stereo``, weighted by the stereo's confidence and
+by the precision its disparity allows (a far wall's 1-2 px count less than the floor's
+5-10), with first-difference smoothness on both grids (strong on the shift, which a relative network's ambiguity makes nearly constant) and a pull toward the
 frame's single robust affine fit, where the stereo says nothing (poles, sky, textureless
 walls). Residuals are re-weighted (Cauchy) a few times so that stereo blunders and the
 network's own mistakes at object edges do not bend the field.
@@ -201,6 +201,12 @@ STEREO_WIDTH = 1024
 # out of the fit: both put edges a pixel or two apart.
 EDGE_MARGIN_PX = 3
 EDGE_LOG_STEP = 0.05
+# A stereo pixel's relative error is about sqrt(SIGMA_FLOOR^2 + (0.08 px / d)^2) for a disparity of
+# d pixels (0.08 px: the sub-pixel fit's precision); its weight in the fit is the inverse of that
+# variance relative to a near pixel's, d^2 / (d^2 + PRECISION_PX^2). A far wall's disparity of 1 to
+# 2 px otherwise counted as much as the floor's 5 to 10 px, and its blotches (+-5% on weak texture)
+# bent the field.
+PRECISION_PX = 0.08 / SIGMA_FLOOR
 
 
 @dataclass(frozen=True)
@@ -237,12 +243,15 @@ def _depth_edges(inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def stereo_weight(stereo, relative: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """Float32 [H, W]: how much each stereo pixel counts in the fit (its confidence; 0 off its
-    mask, on the network's sky or unseen pixels, and next to depth edges of either)."""
+    """Float32 [H, W]: how much each stereo pixel counts in the fit (its confidence times the
+    precision its disparity allows, PRECISION_PX; 0 off its mask, on the network's sky or unseen
+    pixels, and next to depth edges of either)."""
     inverse = np.where(stereo.mask, 1.0 / stereo.distance, 0.0).astype(np.float32)
     usable = stereo.mask & seen & np.isfinite(relative)
     usable &= ~_depth_edges(inverse, stereo.mask) & ~_depth_edges(np.maximum(relative, 1e-6), seen)
-    return np.where(usable, np.maximum(stereo.confidence, 0.05), 0.0).astype(np.float32)
+    pixels = np.abs(np.asarray(stereo.disparity, np.float32))
+    precision = pixels ** 2 / (pixels ** 2 + np.float32(PRECISION_PX) ** 2)
+    return np.where(usable, np.maximum(stereo.confidence, 0.05) * precision, 0.0).astype(np.float32)
 
 
 def _resized(image: np.ndarray, shape: tuple[int, int], nearest: bool = False) -> np.ndarray:

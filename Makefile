@@ -8,11 +8,6 @@ VENV   := .venv
 VENV42 := .venv-bpy42
 VENV45 := .venv-bpy45
 PIP_FLAGS := --quiet --disable-pip-version-check --no-input
-# pip byte-compiles one file at a time; compileall then does it on every core (torch alone has
-# thousands of modules: 109 s -> 53 + 28 s for the main environment). A file that does not
-# compile (a package's Python 2 test data, say) is skipped, as pip skips it.
-INSTALL_FLAGS := $(PIP_FLAGS) --no-compile
-COMPILE = $(1)/bin/python -m compileall -q -j 0 $(1)/lib >/dev/null || true
 # pip's notes about local index folders that lack a package are noise; errors still fail.
 QUIET_PIP := 2>&1 | { grep -v 'is ignored: it is neither a file nor a directory' || true; }
 export PYTHONDONTWRITEBYTECODE := 1
@@ -25,8 +20,7 @@ setup: $(VENV)/.project $(VENV42)/.installed $(VENV45)/.installed
 $(VENV)/.installed: requirements/main.lock
 	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install $(INSTALL_FLAGS) -r requirements/main.lock $(QUIET_PIP)
-	$(call COMPILE,$(VENV))
+	$(VENV)/bin/pip install $(PIP_FLAGS) -r requirements/main.lock $(QUIET_PIP)
 	touch $@
 
 # The project itself, editable: the `depth360` package and command.
@@ -38,16 +32,14 @@ $(VENV)/.project: $(VENV)/.installed pyproject.toml
 $(VENV42)/.installed: requirements/bpy42.lock
 	rm -rf $(VENV42)
 	$(PYTHON) -m venv $(VENV42)
-	$(VENV42)/bin/pip install $(INSTALL_FLAGS) -r requirements/bpy42.lock $(QUIET_PIP)
-	$(call COMPILE,$(VENV42))
+	$(VENV42)/bin/pip install $(PIP_FLAGS) -r requirements/bpy42.lock $(QUIET_PIP)
 	touch $@
 
 # Third Blender: integration tests on bpy 4.5 LTS.
 $(VENV45)/.installed: requirements/bpy45.lock
 	rm -rf $(VENV45)
 	$(PYTHON) -m venv $(VENV45)
-	$(VENV45)/bin/pip install $(INSTALL_FLAGS) -r requirements/bpy45.lock $(QUIET_PIP)
-	$(call COMPILE,$(VENV45))
+	$(VENV45)/bin/pip install $(PIP_FLAGS) -r requirements/bpy45.lock $(QUIET_PIP)
 	touch $@
 
 # The three environments are independent: they install side by side.

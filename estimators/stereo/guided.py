@@ -14,8 +14,9 @@ the scene's inverse distance). The fusion's deformable grid, in metric units: th
 unknowns are fitted to the stereo's inverse distance by weighted least squares on
 relative residuals ``(metric - stereo) / stereo``, weighted by the stereo's confidence and
 by the precision its disparity allows (a far wall's 1-2 px count less than the floor's
-5-10), with first-difference smoothness on both grids (strong on the shift, which a relative network's ambiguity makes nearly constant) and a pull toward the
-frame's single robust affine fit, where the stereo says nothing (poles, sky, textureless
+5-10), with first-difference smoothness on both grids (strong on the shift, which a
+relative network's ambiguity makes nearly constant) and a pull toward the frame's single
+robust affine fit, where the stereo says nothing (poles, sky, textureless
 walls). Residuals are re-weighted (Cauchy) a few times so that stereo blunders and the
 network's own mistakes at object edges do not bend the field.
 """
@@ -202,10 +203,10 @@ STEREO_WIDTH = 1024
 EDGE_MARGIN_PX = 3
 EDGE_LOG_STEP = 0.05
 # A stereo pixel's relative error is about sqrt(SIGMA_FLOOR^2 + (0.08 px / d)^2) for a disparity of
-# d pixels (0.08 px: the sub-pixel fit's precision); its weight in the fit is the inverse of that
-# variance relative to a near pixel's, d^2 / (d^2 + PRECISION_PX^2). A far wall's disparity of 1 to
-# 2 px otherwise counted as much as the floor's 5 to 10 px, and its blotches (+-5% on weak texture)
-# bent the field.
+# d pixels of the stereo's own eye (0.08 px: the sub-pixel fit's precision); its weight in the fit
+# is the inverse of that variance relative to a near pixel's, d^2 / (d^2 + PRECISION_PX^2). A far
+# wall's disparity of 1 to 2 px otherwise counted as much as the floor's 5 to 10 px, and its
+# blotches (+-5% on weak texture) bent the field.
 PRECISION_PX = 0.08 / SIGMA_FLOOR
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import functools
 import math
-from collections import OrderedDict
 
 import numpy as np
 import torch
 
-from ..video.temporal import KINDS, StabiliserSettings, build_reference, robust_affine_fit
+from ..video import reprojection
+from ..video.temporal import TemporalStabiliser
+from .reprojection import backward_sample, sample_points
 
 
 @functools.lru_cache(maxsize=16)
@@ -116,64 +117,89 @@ def changed_pixels(colour8: torch.Tensor, past8: torch.Tensor, threshold: float,
     return _grow(changed, wrap)
 
 
-class DeviceStabiliser:
-    """TemporalStabiliser on the device: push frames in order, get each one stabilised."""
+def _backward_sample(inverse, pose, other_inverse, other_valid, other_pose, other_colour8):
+    """device.reprojection.backward_sample; on a CPU the host's (cv2.remap's gathers are several times
+    faster than torch's there, and give the same values), sharing the tensors' memory."""
+    if inverse.device.type != "cpu":
+        return backward_sample(inverse, pose, other_inverse, other_valid, other_pose, other_colour8)
+    sampled = reprojection.backward_sample(inverse.numpy(), pose, other_inverse.numpy(), other_valid.numpy(),
+                                           other_pose, other_colour8.numpy())
+    return tuple(torch.from_numpy(values) for values in
+                 (sampled.inverse, sampled.expected, sampled.carried, sampled.valid, sampled.colour))
 
-    def __init__(self, kind: str, near: float, far: float, settings: StabiliserSettings | None = None,
-                 *, wrap: bool = True):
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        if not 0.0 < near < far:
-            raise ValueError(f"need 0 < near < far, got near={near}, far={far}")
-        self.kind, self.near, self.far = kind, float(near), float(far)
-        self.settings = settings or StabiliserSettings()
-        self.wrap = wrap
-        self._grids: OrderedDict[int, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._history: OrderedDict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = OrderedDict()
 
-    @property
-    def align(self) -> bool:
-        return self.settings.align and self.kind == "relative-disparity"
+class DeviceStabiliser(TemporalStabiliser):
+    """TemporalStabiliser with the full-size work on the device: push frames in order, get each one
+    stabilised (`StabilisedFrame.disparity` a float32 tensor on the device).
 
-    def push(self, number: int, disparity: torch.Tensor, valid: torch.Tensor, colour) -> torch.Tensor:
-        """Frame `number`'s stabilised disparity [H, W] float32 on the device."""
+    The rules are the host's own (TemporalStabiliser.push, the alignments); only the
+    primitives they call on full-size maps are replaced: the inputs, the fitting grids, the
+    point samples of the camera solve's structure, the aligned frame, and both filters,
+    whose history stays on the device. The moving camera's filter reprojects past frames
+    with device.reprojection.backward_sample (on a CUDA device; on a CPU with the host's).
+    """
+
+    def _inputs(self, disparity, valid):
         disparity = disparity.to(torch.float32)
-        valid = valid & (disparity.abs() < float("inf"))
-        if self._history and number <= next(reversed(self._history)):
-            raise ValueError(f"frames must be pushed in increasing order; got {number} after "
-                             f"{next(reversed(self._history))}")
-        scale, shift = self._alignment(number, disparity, valid) if self.align else (1.0, 0.0)
-        aligned = torch.where(valid, disparity * scale + shift, torch.zeros((), device=disparity.device))
-        return self._filter(number, aligned, valid, colour) if self.settings.filter else aligned
+        return disparity, valid & torch.isfinite(disparity)
 
-    def _alignment(self, number: int, disparity: torch.Tensor, valid: torch.Tensor) -> tuple[float, float]:
-        for old in [n for n in self._grids if n < number - self.settings.reference_window]:
-            del self._grids[old]
-        grid, grid_valid = fit_grid(disparity, valid, self.settings.fit_rows)
-        self._grids[number] = (grid, grid_valid)
-        reference, defined = build_reference([g for g, _ in self._grids.values()],
-                                             [v for _, v in self._grids.values()], self.near, self.far)
-        both = grid_valid & defined
-        if both.sum() < 2:
-            return 1.0, 0.0
-        scale, shift, _ = robust_affine_fit(grid[both], reference[both])
-        return scale, shift
+    def _grid(self, disparity, valid, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return fit_grid(disparity, valid, rows)
+
+    def _sample(self, values, xy: np.ndarray) -> np.ndarray:
+        return sample_points(values, xy)
+
+    def _aligned(self, disparity, valid, scale: float, shift: float):
+        return torch.where(valid, disparity * scale + shift, torch.zeros((), device=disparity.device))
+
+    def _colour8(self, colour, device) -> torch.Tensor:
+        colour = colour if torch.is_tensor(colour) else torch.from_numpy(np.asarray(colour, np.float32))
+        return to_colour8(colour.to(device))
 
     def _filter(self, number: int, aligned: torch.Tensor, valid: torch.Tensor, colour) -> torch.Tensor:
         settings = self.settings
         device = aligned.device
-        colour = colour if torch.is_tensor(colour) else torch.from_numpy(np.asarray(colour, np.float32)).to(device)
-        colour8 = to_colour8(colour)
-        for old in [n for n in self._history if n < number - settings.filter_window]:
-            del self._history[old]
+        colour8 = self._colour8(colour, device)
+        self._forget_before(self._history, number - settings.filter_window)
         total = aligned.clone()  # the reference's aligned x valid: aligned is already 0 off the mask
         weight = valid.to(torch.float32)
         zero = torch.zeros((), device=device)
-        for past_number, (past_aligned, past_valid, past_colour8) in self._history.items():
+        for past_number, (past_aligned, past_valid, past_colour8, _) in self._history.items():
             changed = changed_pixels(colour8, past_colour8, settings.colour_threshold * 255.0, self.wrap)
             decay = torch.tensor(np.float32(settings.filter_decay ** (number - past_number)), device=device)
             use = torch.where(past_valid & ~changed & valid, decay, zero)
             total += use * past_aligned
             weight += use
-        self._history[number] = (aligned, valid, colour8)
+        self._history[number] = (aligned, valid, colour8, None)
+        return torch.where(weight > 0, total / torch.clamp(weight, min=1e-30), zero)
+
+    def _motion_filter(self, number: int, aligned: torch.Tensor, valid: torch.Tensor, colour, pose,
+                       keep: bool) -> torch.Tensor:
+        """TemporalStabiliser._motion_filter on the device."""
+        settings = self.settings
+        device = aligned.device
+        colour8 = self._colour8(colour, device)
+        self._forget_before(self._history, number - settings.filter_window)
+        valid_f = valid.to(torch.float32)
+        total, weight = aligned * valid_f, valid_f.clone()
+        here = self._units(pose)
+        level = _first_level_at_or_above(settings.colour_threshold * 255.0)
+        for past_number, (past_aligned, past_valid, past_colour8, past_pose) in self._history.items():
+            decay = float(np.float32(settings.filter_decay ** (number - past_number)))
+            if past_pose is None or past_pose.same_as(pose, np.pi / aligned.shape[0] / 4, 1e-9):
+                changed = changed_pixels(colour8, past_colour8, settings.colour_threshold * 255.0, self.wrap)
+                use, carried = (past_valid & ~changed).to(torch.float32), past_aligned
+            else:
+                inverse, expected, carried, sampled_valid, sampled_colour = _backward_sample(
+                    aligned, here, past_aligned, past_valid, self._units(past_pose), past_colour8)
+                agree = sampled_valid & ((inverse - expected).abs()
+                                         <= torch.clamp(expected, min=1e-12) * float(np.float32(settings.agreement)))
+                difference = (torch.maximum(colour8, sampled_colour) - torch.minimum(colour8, sampled_colour)).amax(-1)
+                use = (agree & (difference < level)).to(torch.float32)
+            use *= valid_f * decay
+            total += use * carried
+            weight += use
+        if keep:
+            self._history[number] = (aligned, valid, colour8, pose)
+        zero = torch.zeros((), device=device)
         return torch.where(weight > 0, total / torch.clamp(weight, min=1e-30), zero)

@@ -26,9 +26,10 @@ import numpy as np
 from ..device import calibration as device_calibration
 from ..device import memory, transfer
 from ..device.fusion import estimate_frames, layout_views, resolve_options, trip_threads
+from ..device.reprojection import sample_points
 from ..device.temporal import DeviceStabiliser
 from ..errors import BadInputError
-from .frame_depth import FrameDepth, make_stabiliser, postprocess_frame
+from .frame_depth import FrameDepth, camera_record, make_stabiliser, postprocess_frame
 from .frame_estimators import FramePrediction, FusionFrameEstimator
 from .settings import DepthSettings
 
@@ -60,11 +61,8 @@ class DevicePrediction:
 
 
 def device_post(settings: DepthSettings) -> bool:
-    """Whether the post stage runs on the device for these settings (else the host's). The stabiliser
-    that follows a camera solve runs on the host."""
-    moving = settings.stabiliser is not None and settings.camera is not None
-    return (settings.calibrated and settings.smoothing == "none" and not settings.refine and not moving
-            and settings.edges == "none")
+    """Whether the post stage runs on the device for these settings (else the host's)."""
+    return settings.calibrated and settings.smoothing == "none" and not settings.refine and settings.edges == "none"
 
 
 class DeviceFusionFrameEstimator(FusionFrameEstimator):
@@ -136,11 +134,11 @@ class DeviceFusionFrameEstimator(FusionFrameEstimator):
         if not device_post(settings):
             return postprocess_frame(number, prediction.to_host(), rgb, settings, stabiliser, keep, camera)
         with trip_threads(self.device):
-            return postprocess_on_device(number, prediction, settings, stabiliser, keep)
+            return postprocess_on_device(number, prediction, settings, stabiliser, keep, camera)
 
 
 def postprocess_on_device(number: int, prediction: DevicePrediction, settings: DepthSettings, stabiliser,
-                          keep: bool = True) -> FrameDepth | None:
+                          keep: bool = True, camera=None) -> FrameDepth | None:
     """frame_depth.postprocess_frame on the device, for a full-size prediction and device_post settings.
 
     The host's hole filling is left out: with no smoothing and no resampling its values
@@ -153,10 +151,15 @@ def postprocess_on_device(number: int, prediction: DevicePrediction, settings: D
     valid = prediction.valid & device_calibration.finite(disparity)
     if not bool(valid.any()):
         disparity = torch.zeros_like(disparity)
+    stabilised = None
     if stabiliser is not None:
-        disparity = stabiliser.push(number, disparity, valid, prediction.frame)
+        stabilised = stabiliser.push(number, disparity, valid, prediction.frame, camera=camera)
     if not keep:
         return None
+    record = None if camera is None else camera_record(camera, stabilised, disparity, valid, settings,
+                                                      sample=sample_points)
+    if stabilised is not None:
+        disparity = stabilised.disparity
     if settings.shot_units:
         distance, mask = device_calibration.metric_to_distance(disparity, settings.near, settings.far, valid=valid)
     else:
@@ -166,4 +169,4 @@ def postprocess_on_device(number: int, prediction: DevicePrediction, settings: D
     inverse = torch.where(mask, 1.0 / distance, torch.zeros((), device=distance.device))
     copies = [transfer.download(t) for t in (distance, inverse, mask)]
     distance, inverse, mask = (copy.array() for copy in copies)
-    return FrameDepth(distance, inverse, mask)
+    return FrameDepth(distance, inverse, mask, camera=record)

@@ -18,7 +18,7 @@ import numpy as np
 from .. import postprocess
 from ..postprocess.calibration import metric_to_distance, relative_to_distance
 from ..postprocess.edges import snap_edges
-from ..video.temporal import StabilisedFrame, TemporalStabiliser, metres_per_unit
+from ..video.temporal import StabilisedFrame, TemporalStabiliser, metres_per_unit, sample_at
 from .frame_estimators import FramePrediction
 from .settings import DepthSettings
 
@@ -81,19 +81,20 @@ def calibrate(disparity: np.ndarray, valid: np.ndarray, settings: DepthSettings)
 
 
 def camera_record(camera, stabilised: StabilisedFrame | None, disparity: np.ndarray, valid: np.ndarray,
-                  settings: DepthSettings) -> dict:
+                  settings: DepthSettings, *, sample=sample_at) -> dict:
     """A frame's pose for the sidecar: its CameraFrame's record, with the location in metres for metric depth.
 
     `alignment`: what the stabiliser aligned the frame to ("structure", "window"); for
     metric depth `metres_per_unit` converts the solve's units (from the frame's own
-    depth at the solve's points, steadied by the stabiliser).
+    depth at the solve's points, steadied by the stabiliser). `sample`: temporal.sample_at, or its
+    device twin for maps on a torch device.
     """
     record = camera.record()
     if stabilised is not None:
         record["alignment"] = stabilised.reference
     if settings.metric:
         metres = stabilised.metres_per_unit if stabilised is not None else \
-            metres_per_unit(disparity, valid, camera, 30)
+            metres_per_unit(disparity, valid, camera, 30, sample=sample)
         record["metres_per_unit"] = metres
         if metres is not None:
             record["location"] = np.round(np.asarray(camera.location) * metres, 9).tolist()

@@ -47,7 +47,8 @@ class Pose:
 
 
 @functools.lru_cache(maxsize=16)
-def _rays64(height: int, width: int) -> np.ndarray:
+def rays64(height: int, width: int) -> np.ndarray:
+    """Unit ray directions [H, W, 3] of an equirect frame in float64, read-only and cached."""
     rays = ray_directions(height, width).astype(np.float64)
     rays.setflags(write=False)
     return rays
@@ -81,7 +82,7 @@ def forward_warp(inverse: np.ndarray, valid: np.ndarray, source: Pose, target: P
     the nearest surface (largest inverse distance) wins.
     """
     height, width = inverse.shape
-    rays = _rays64(height, width)[valid]
+    rays = rays64(height, width)[valid]
     values = np.asarray(inverse, np.float64)[valid]
     vectors = _points_in(target, source, rays, values)
     norm = np.linalg.norm(vectors, axis=-1)
@@ -119,7 +120,7 @@ def backward_sample(inverse: np.ndarray, pose: Pose, other_inverse: np.ndarray, 
                     other_pose: Pose, other_colour: np.ndarray | None = None) -> Sampled:
     """For each pixel of a frame (its `inverse` [H, W] at `pose`), the other frame's values where its point falls."""
     height, width = inverse.shape
-    rays = _rays64(height, width)
+    rays = rays64(height, width)
     vectors = _points_in(other_pose, pose, rays, np.asarray(inverse, np.float64))
     norm = np.linalg.norm(vectors, axis=-1)
     far = inverse <= FAR
@@ -143,7 +144,7 @@ def rotate_grid(values: np.ndarray, valid: np.ndarray, source: np.ndarray, targe
     Nearest-pixel lookup (values are not blended across edges); returns (values, valid).
     """
     height, width = values.shape
-    directions = _rays64(height, width) @ (source.T @ target).T
+    directions = rays64(height, width) @ (source.T @ target).T
     rows, cols = _pixels(directions, height, width)
     return (_remap(np.asarray(values, np.float64), rows, cols, nearest=True),
             _remap(np.asarray(valid, np.uint8), rows, cols, nearest=True) > 0)

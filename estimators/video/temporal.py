@@ -231,7 +231,7 @@ def sample_at(values: np.ndarray, xy: np.ndarray) -> np.ndarray:
 
 
 def structure_fit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: int,
-                  min_reach_deg: float = 5.0, smooth: float = 0.05) -> tuple[float, float] | None:
+                  min_reach_deg: float = 5.0, smooth: float = 0.05, *, sample=sample_at) -> tuple[float, float] | None:
     """(scale, shift) putting a frame's disparity onto the camera solve's points (inverse distance), or None.
 
     Only points the solve saw with `min_reach_deg` of parallax or more count (their
@@ -241,15 +241,16 @@ def structure_fit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: 
     the disparity at the point's pixel mixes two surfaces: after a first fit, only
     points whose 3 x 3 neighbourhood varies by less than `smooth` count. Robust
     (trimmed) least squares: moving objects and mismatches drop out. None with fewer
-    than `min_points` agreeing points or a non-positive scale.
+    than `min_points` agreeing points or a non-positive scale. `sample`: sample_at, or its
+    device twin for maps on a torch device.
     """
     if camera is None or len(camera.points_inverse_distance) < min_points:
         return None
     reach = np.asarray(camera.points_weight)
     xy, target = camera.points_xy[reach >= min_reach_deg], camera.points_inverse_distance[reach >= min_reach_deg]
     offsets = np.array([(dx, dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], np.float64)
-    around = np.stack([sample_at(disparity, xy + offset) for offset in offsets], 1)
-    on = (sample_at(valid.astype(np.float32), xy) > 0.999) & np.isfinite(around).all(axis=1)
+    around = np.stack([sample(disparity, xy + offset) for offset in offsets], 1)
+    on = (sample(valid, xy) > 0.999) & np.isfinite(around).all(axis=1)
     weights = np.minimum(reach[reach >= min_reach_deg], 30.0) ** 2
     if on.sum() < min_points:
         return None
@@ -265,12 +266,13 @@ def structure_fit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: 
     return scale, shift
 
 
-def metres_per_unit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: int) -> float | None:
+def metres_per_unit(disparity: np.ndarray, valid: np.ndarray, camera, min_points: int, *,
+                    sample=sample_at) -> float | None:
     """Metres per unit of the camera solve, from metric inverse distance (1/m) at the solve's points."""
     if camera is None or len(camera.points_inverse_distance) < min_points:
         return None
-    metric = sample_at(disparity, camera.points_xy)
-    on = (sample_at(valid.astype(np.float32), camera.points_xy) > 0.999) & (metric > 0)
+    metric = sample(disparity, camera.points_xy)
+    on = (sample(valid, camera.points_xy) > 0.999) & (metric > 0)
     if on.sum() < min_points:
         return None
     return float(np.median(camera.points_inverse_distance[on] / metric[on]))
@@ -320,8 +322,7 @@ class TemporalStabiliser:
         `camera`: the frame's CameraFrame from the camera solve (camera_motion), or None
         for the still-camera stabiliser; see the module docstring.
         """
-        disparity = np.asarray(disparity, dtype=np.float32)
-        valid = np.asarray(valid, dtype=bool) & np.isfinite(disparity)
+        disparity, valid = self._inputs(disparity, valid)
         if self._last is not None and number <= self._last:
             raise ValueError(f"frames must be pushed in increasing order; got {number} after {self._last}")
         self._last = number
@@ -334,11 +335,12 @@ class TemporalStabiliser:
             pose, keep = Pose(np.asarray(camera.rotation, float), np.asarray(camera.location, float)), \
                 camera.status != "featureless"
             if self.kind == "metric-distance":
-                self._metres = metres_per_unit(disparity, valid, camera, self.settings.min_points) or self._metres
+                self._metres = metres_per_unit(disparity, valid, camera, self.settings.min_points,
+                                              sample=self._sample) or self._metres
         scale, shift, reference = 1.0, 0.0, "none"
         if self.align:
             scale, shift, reference = self._alignment(number, disparity, valid, camera, pose, keep)
-        aligned = np.where(valid, scale * disparity + shift, 0.0).astype(np.float32)
+        aligned = self._aligned(disparity, valid, scale, shift)
         if not self.settings.filter:
             out = aligned
         elif pose is None:
@@ -347,6 +349,20 @@ class TemporalStabiliser:
             out = self._motion_filter(number, aligned, valid, colour, pose, keep)
         metres = self._metres if self.kind == "metric-distance" and camera is not None else None
         return StabilisedFrame(number, out, valid, scale, shift, reference, metres)
+
+    # The full-size primitives: on the host here, on a torch device in device.temporal.DeviceStabiliser.
+    def _inputs(self, disparity, valid):
+        disparity = np.asarray(disparity, dtype=np.float32)
+        return disparity, np.asarray(valid, dtype=bool) & np.isfinite(disparity)
+
+    def _grid(self, disparity, valid, rows: int) -> tuple[np.ndarray, np.ndarray]:
+        return fit_grid(disparity, valid, rows)
+
+    def _sample(self, values, xy: np.ndarray) -> np.ndarray:
+        return sample_at(values, xy)
+
+    def _aligned(self, disparity, valid, scale: float, shift: float):
+        return np.where(valid, scale * disparity + shift, 0.0).astype(np.float32)
 
     def _units(self, pose: Pose) -> Pose:
         """A pose with its location in the depth's units (metres for metric input)."""
@@ -369,7 +385,7 @@ class TemporalStabiliser:
                           keep: bool) -> tuple[float, float]:
         """Today's still-camera rule: the median of the window's frames (turned to this frame's rotation)."""
         settings = self.settings
-        grid, grid_valid = fit_grid(disparity, valid, settings.fit_rows)
+        grid, grid_valid = self._grid(disparity, valid, settings.fit_rows)
         entries = [*self._grids.values(), (grid, grid_valid, pose)]
         if keep:
             self._grids[number] = (grid, grid_valid, pose)
@@ -397,13 +413,13 @@ class TemporalStabiliser:
         and frame t is fitted to it robustly over all its pixels.
         """
         settings = self.settings
-        sparse = structure_fit(disparity, valid, camera, settings.min_points)
+        sparse = structure_fit(disparity, valid, camera, settings.min_points, sample=self._sample)
         if sparse is not None and keep:
-            fine, fine_valid = fit_grid(disparity, valid, 2 * settings.fit_rows)
+            fine, fine_valid = self._grid(disparity, valid, 2 * settings.fit_rows)
             self._structure[number] = (sparse[0] * fine + sparse[1], fine_valid, pose)
         if not self._structure:
             return sparse
-        grid, grid_valid = fit_grid(disparity, valid, settings.fit_rows)
+        grid, grid_valid = self._grid(disparity, valid, settings.fit_rows)
         target = self._units(pose)
         warped = [forward_warp(values, ok, self._units(past_pose), target, grid.shape)
                   for values, ok, past_pose in self._structure.values()]

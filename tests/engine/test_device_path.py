@@ -19,13 +19,18 @@ import torch
 from depth360.estimators import pipeline
 from depth360.estimators.device import fusion as device_fusion
 from depth360.estimators.device import memory, projection, stats
+from depth360.estimators.device import reprojection as device_reprojection
+from depth360.estimators.device import temporal as device_temporal
 from depth360.estimators.device.temporal import DeviceStabiliser, area_resize, to_colour8
 from depth360.estimators.media.image_io import read_exr
 from depth360.estimators.panorama.fusion import estimate_equirect, project_to_views
 from depth360.estimators.panorama.projection import make_views
 from depth360.estimators.pipeline.device_frames import DeviceFusionFrameEstimator
 from depth360.estimators.pipeline.frame_estimators import FusionFrameEstimator
-from depth360.estimators.video.temporal import StabiliserSettings, TemporalStabiliser
+from depth360.estimators.video import reprojection
+from depth360.estimators.video.camera_motion import CameraFrame
+from depth360.estimators.video.reprojection import Pose
+from depth360.estimators.video.temporal import StabiliserSettings, TemporalStabiliser, sample_at
 from tests.engine.test_fusion_oracle import (
     OracleEstimator,
     PlanarMetricOracle,
@@ -114,7 +119,90 @@ def test_the_stabiliser_on_the_device_is_the_references(kind):
         valid = rng.random(base.shape) > 0.05
         expected = reference.push(number, disparity, valid, colour).disparity
         got = device.push(number, torch.from_numpy(disparity), torch.from_numpy(valid), torch.from_numpy(colour))
-        assert np.abs(got.numpy() - expected).max() <= TOLERANCE * np.abs(expected).max()
+        assert np.abs(got.disparity.numpy() - expected).max() <= TOLERANCE * np.abs(expected).max()
+
+
+def test_reprojection_on_the_device_is_opencvs():
+    """The CUDA motion filter's reads and reprojection (run here on CPU tensors) against cv2 and the host."""
+    rng = np.random.default_rng(8)
+    height, width = 48, 96
+    values = rng.random((height, width)).astype(np.float32)
+    colour8 = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    flags = rng.random((height, width)) > 0.5
+    rows = rng.uniform(-0.5, height - 0.5, (height, width)).astype(np.float32)
+    cols = rng.uniform(-0.5, width - 0.5, (height, width)).astype(np.float32)
+    rows[:6], cols[:6] = np.round(rows[:6] * 2) / 2, np.round(cols[:6] * 2) / 2  # whole and half pixels
+    wrap = {"borderMode": cv2.BORDER_WRAP}
+    t = torch.from_numpy
+    assert np.array_equal(device_reprojection.remap_linear(t(values), t(rows), t(cols)).numpy(),
+                          cv2.remap(values, cols, rows, cv2.INTER_LINEAR, **wrap))
+    assert np.array_equal(device_reprojection.remap_linear(t(colour8), t(rows), t(cols)).numpy(),
+                          cv2.remap(colour8, cols, rows, cv2.INTER_LINEAR, **wrap))
+    assert np.array_equal(device_reprojection.remap_nearest(t(flags), t(rows), t(cols)).numpy(),
+                          cv2.remap(flags.astype(np.uint8), cols, rows, cv2.INTER_NEAREST, **wrap) > 0)
+    xy = np.column_stack((rng.uniform(0, width, 300), rng.uniform(0, height, 300)))
+    assert np.array_equal(device_reprojection.sample_points(t(values), xy), sample_at(values, xy))
+    inverse = rng.uniform(0.1, 1.0, (height, width)).astype(np.float32)
+    inverse[:5] = 0.0  # at infinity
+    pose = Pose(np.eye(3), np.zeros(3))
+    angle = 0.2
+    other = Pose(np.array([[np.cos(angle), 0.0, np.sin(angle)], [0.0, 1.0, 0.0], [-np.sin(angle), 0.0, np.cos(angle)]]),
+                 np.array([0.1, -0.05, 0.02]))
+    host = reprojection.backward_sample(inverse, pose, values, flags, other, colour8)
+    got = device_reprojection.backward_sample(t(inverse), pose, t(values), t(flags), other, t(colour8))
+    for name, value in zip(("inverse", "expected", "carried", "valid", "colour"), got, strict=True):
+        expected = getattr(host, name)
+        same = value.numpy() == expected
+        assert same.mean() > 0.999, name  # an ulp of float64 geometry may move a read across a 1/32 step
+        if value.dtype.is_floating_point:
+            np.testing.assert_allclose(value.numpy(), expected, rtol=1e-4, atol=1e-6, err_msg=name)
+
+
+def turning_camera(number: int, rng, truth: np.ndarray) -> CameraFrame:
+    """A camera walking along x and turning about z (a solve's CameraFrame), with 200 structure points
+    whose inverse distance is half the `truth` map's there, a few per cent off."""
+    height, width = truth.shape
+    angle = 0.03 * number
+    rotation = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    xy = np.column_stack((rng.uniform(0, width, 200), rng.uniform(0.2 * height, 0.8 * height, 200)))
+    inverse = 0.5 * sample_at(truth, xy) * rng.uniform(0.97, 1.03, 200)
+    return CameraFrame(number, 0, 1, rotation, np.array([0.05 * number, 0.0, 0.0]), "solved" if number > 1 else "start",
+                       xy, inverse, rng.uniform(2.0, 40.0, 200))
+
+
+@pytest.mark.parametrize("reads", ["host", "torch"])
+@pytest.mark.parametrize("kind", ["relative-disparity", "metric-distance"])
+def test_the_moving_camera_stabiliser_on_the_device_is_the_references(kind, reads, monkeypatch):
+    """The camera's stabiliser (structure fit, reprojected reference and filter) alike on the device;
+    `torch`: with the reprojection a CUDA device runs (on a CPU it takes the host's)."""
+    if reads == "torch":
+        monkeypatch.setattr(device_temporal, "_backward_sample", device_reprojection.backward_sample)
+    rng = np.random.default_rng(7)
+    height, width = 64, 128
+    settings = StabiliserSettings(fit_rows=12, min_points=20)
+    reference = TemporalStabiliser(kind, 1.0, 100.0, settings)
+    device = DeviceStabiliser(kind, 1.0, 100.0, settings)
+    rows = np.linspace(0.3, 1.0, height, dtype=np.float32)[:, None]
+    base = (rows * (1 + 0.2 * np.sin(np.linspace(0, 6.28, width, dtype=np.float32)))[None]).astype(np.float32)
+    base[:8] = 0.0  # sky: at infinity, moved by the rotation alone
+    colour = np.repeat(base[..., None], 3, axis=2) * np.float32(0.9) + np.float32(0.05)
+    carried, references = 0, set()
+    for number in range(1, 10):
+        disparity = (base * rng.uniform(0.8, 1.2) + rng.normal(0, 0.002, base.shape)).astype(np.float32)
+        valid = rng.random(base.shape) > 0.05
+        camera = turning_camera(number, rng, base)
+        expected = reference.push(number, disparity, valid, colour, camera=camera)
+        got = device.push(number, torch.from_numpy(disparity), torch.from_numpy(valid), torch.from_numpy(colour),
+                          camera=camera)
+        assert got.reference == expected.reference and got.metres_per_unit == expected.metres_per_unit
+        references.add(expected.reference)
+        assert got.scale == pytest.approx(expected.scale, rel=1e-5) and got.shift == pytest.approx(expected.shift, abs=1e-6)
+        assert np.abs(got.disparity.numpy() - expected.disparity).max() <= TOLERANCE * np.abs(expected.disparity).max()
+        carried += int(np.count_nonzero(expected.disparity != reference._aligned(disparity, valid, expected.scale,
+                                                                                   expected.shift)))
+    assert carried > 1000  # the filter did carry past frames into these
+    assert references == ({"structure"} if kind == "relative-disparity" else {"none"})
+    assert kind == "relative-disparity" or expected.metres_per_unit is not None
 
 
 # --- the whole trip -------------------------------------------------------------------------

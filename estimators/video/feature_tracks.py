@@ -59,16 +59,19 @@ def pad_sphere(image: np.ndarray, pad: int) -> np.ndarray:
     return np.ascontiguousarray(np.concatenate([top, image[:, columns], bottom], axis=0))
 
 
-def refine_affine(template: np.ndarray, image: np.ndarray, start: np.ndarray, guess: np.ndarray,
-                  window: int, iterations: int = 6) -> tuple[np.ndarray, np.ndarray]:
-    """Sub-pixel positions in `image` of the patches around `start` in `template` (OpenCV pixel coordinates).
+def refine_affine(image: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray, np.ndarray]], window: int,
+                  iterations: int = 6) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Sub-pixel positions in `image` of patches of template frames (OpenCV pixel coordinates).
 
-    Gauss-Newton on the patch difference under an affine warp of the patch (position
-    and a 2 x 2 deformation) with bicubic sampling, from `guess` [N, 2]. A patch seen
-    from a moving camera, or moving in latitude on the equirect image, deforms; a
-    translation-only fit (pyramidal Lucas-Kanade) then slides toward its texture's
-    stronger side by a few hundredths of a pixel per frame, which a camera solve adds
-    up. Returns (positions [N, 2], converged [N]).
+    `groups`: (template, start [N, 2], guess [N, 2]) per template frame: the patches around
+    `start` in `template`, looked for from `guess`. Gauss-Newton on the patch difference
+    under an affine warp of the patch (position and a 2 x 2 deformation) with bicubic
+    sampling. A patch seen from a moving camera, or moving in latitude on the equirect
+    image, deforms; a translation-only fit (pyramidal Lucas-Kanade) then slides toward its
+    texture's stronger side by a few hundredths of a pixel per frame, which a camera solve
+    adds up. All groups iterate together (one set of array operations per step, not one per
+    template frame); each stops on its own, when its largest step is under 1e-3 pixel.
+    Returns (positions [N, 2], converged [N]) per group.
     """
     import cv2
 
@@ -77,32 +80,45 @@ def refine_affine(template: np.ndarray, image: np.ndarray, start: np.ndarray, gu
     offsets = offsets.astype(np.float32)
     weights = np.exp(-0.5 * (offsets ** 2).sum(1) / (0.5 * half) ** 2).astype(np.float32)
     image = np.asarray(image, np.float32)
-    gradients = (cv2.Scharr(image, cv2.CV_32F, 1, 0) / 32.0, cv2.Scharr(image, cv2.CV_32F, 0, 1) / 32.0)
+    # the image and its gradients, read in one pass (per channel the same values as three reads)
+    layers = cv2.merge([image, cv2.Scharr(image, cv2.CV_32F, 1, 0) / 32.0, cv2.Scharr(image, cv2.CV_32F, 0, 1) / 32.0])
 
     def sample(values, where):
         return cv2.remap(values, where[..., 0], where[..., 1], cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
 
-    start = np.asarray(start, np.float32)
-    fixed = sample(np.asarray(template, np.float32), start[:, None, :] + offsets[None])
-    position = np.asarray(guess, np.float32).copy()
+    sizes = [len(start) for _, start, _ in groups]
+    owner = np.repeat(np.arange(len(groups)), sizes)
+    fixed = np.concatenate([sample(np.asarray(template, np.float32),
+                                   np.asarray(start, np.float32)[:, None, :] + offsets[None])
+                            for template, start, _ in groups if len(start)] or [np.zeros((0, len(offsets)), np.float32)])
+    position = np.concatenate([np.asarray(guess, np.float32).reshape(-1, 2) for _, _, guess in groups])
     deformation = np.zeros((len(position), 4), np.float32)
     step = np.zeros((len(position), 6), np.float32)
     basis = np.stack([offsets[:, 0], offsets[:, 1]], -1)  # d where / d deformation rows
+    active = np.ones(len(position), bool)
     for _ in range(iterations):
-        where = position[:, None, :] + offsets[None] + np.stack(
-            [deformation[:, None, :2] @ basis.T[None], deformation[:, None, 2:] @ basis.T[None]], -1)[:, 0]
-        residual = sample(image, where) - fixed
-        gx, gy = (sample(g, where) for g in gradients)
+        moving = np.flatnonzero(active)
+        if not moving.size:
+            break
+        here, shape = position[moving], deformation[moving]
+        where = here[:, None, :] + offsets[None] + np.stack(
+            [shape[:, None, :2] @ basis.T[None], shape[:, None, 2:] @ basis.T[None]], -1)[:, 0]
+        read = sample(layers, where)
+        residual, gx, gy = read[..., 0] - fixed[moving], read[..., 1], read[..., 2]
         jacobian = np.stack([gx, gy, gx * offsets[:, 0], gx * offsets[:, 1], gy * offsets[:, 0],
                              gy * offsets[:, 1]], 1)  # [N, 6, P]
         weighted = jacobian * weights
         normal = weighted @ jacobian.transpose(0, 2, 1) + 1e-4 * np.eye(6, dtype=np.float32)
-        step = -solve_spd(normal, (weighted @ residual[..., None])[..., 0])
-        position += np.clip(step[:, :2], -1.0, 1.0)
-        deformation += np.clip(step[:, 2:], -0.1, 0.1)
-        if np.abs(step[:, :2]).max(initial=0.0) < 1e-3:
-            break
-    return position, np.linalg.norm(step[:, :2], axis=1) < 0.01
+        taken = -solve_spd(normal, (weighted @ residual[..., None])[..., 0])
+        step[moving] = taken
+        position[moving] = here + np.clip(taken[:, :2], -1.0, 1.0)
+        deformation[moving] = shape + np.clip(taken[:, 2:], -0.1, 0.1)
+        largest = np.zeros(len(groups), np.float32)
+        np.maximum.at(largest, owner[moving], np.abs(taken[:, :2]).max(axis=1))
+        active[moving] = largest[owner[moving]] >= 1e-3
+    converged = np.linalg.norm(step[:, :2], axis=1) < 0.01
+    bounds = np.cumsum([0, *sizes])
+    return [(position[a:b], converged[a:b]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 class FeatureTracker:
@@ -166,6 +182,7 @@ class FeatureTracker:
 
         pad = self._pad(width)
         refined = xy.copy()
+        followed = []  # per template frame: (its tracks, where they were guessed, Lucas-Kanade's answer)
         for anchor in np.unique(self._anchor_frame):
             group = np.flatnonzero(self._anchor_frame == anchor)
             if anchor not in self._images:
@@ -177,8 +194,10 @@ class FeatureTracker:
             moved, ok, _ = cv2.calcOpticalFlowPyrLK(self._images[anchor], grey_padded,
                                                     (start - 0.5 + pad).astype(np.float32).reshape(-1, 1, 2), to,
                                                     flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
-            moved, converged = refine_affine(self._images[anchor], grey_padded, (start - 0.5 + pad),
-                                                moved.reshape(-1, 2), self._window(width))
+            followed.append((anchor, group, guess, ok, (start - 0.5 + pad, moved.reshape(-1, 2))))
+        fits = refine_affine(grey_padded, [(self._images[anchor], start, moved)
+                                           for anchor, _, _, _, (start, moved) in followed], self._window(width))
+        for (_, group, guess, ok, _), (moved, converged) in zip(followed, fits, strict=True):
             moved = moved + 0.5 - pad
             good = (ok.ravel() == 1) & converged & (np.linalg.norm(moved - guess, axis=1) < self.settings.anchor_px)
             refined[group[good], 0] = np.mod(moved[good, 0], width)

@@ -49,15 +49,6 @@ NOISE_COST = 3 * (1 / 255) ** 2
 KEEP = 0.05
 
 
-def _side_offsets(side: int, half: int) -> list[np.ndarray]:
-    """(dy, dx) offsets of the two one-sided windows: the pixel on their left and on their right side."""
-    along = np.arange(side)
-    across = np.arange(-half, half + 1)
-    a, c = np.meshgrid(along, across, indexing="ij")
-    a, c = a.ravel(), c.ravel()
-    return [np.stack(pair, axis=1) for pair in ((c, a), (c, -a))]
-
-
 def _nearest_along_rows(values: np.ndarray, settled: np.ndarray, limit: int,
                         wrap: bool) -> list[tuple[np.ndarray, np.ndarray]]:
     """Left then right: per pixel, the value of the nearest settled pixel in its row and how many
@@ -100,27 +91,36 @@ def _strip_gap(mask: np.ndarray, limit: int, wrap: bool) -> tuple[np.ndarray, np
     return (columns - before)[:, pad:pad + width], (columns - unmatched)[:, pad:pad + width]
 
 
-def _window_cost(eyes: list[np.ndarray], rows: np.ndarray, cols: np.ndarray, whole: np.ndarray,
-                 fraction: np.ndarray, offsets: np.ndarray, pad: tuple[int, int]) -> np.ndarray:
-    left, right = eyes
-    r = rows[:, None] + pad[0] + offsets[None, :, 0]
-    c = cols[:, None] + pad[1] + offsets[None, :, 1]
-    target = c - whole[:, None]
-    sampled = right[r, target] * (1 - fraction) + right[r, target - 1] * fraction
-    return ((left[r, c] - sampled) ** 2).sum(-1).mean(-1)
+class _Patches:
+    """The eyes (padded, flattened to [pixels, C]) and, per pixel asked about, the flat indices of the
+    patch the cost's three windows share (2 HALF_PX + 1 rows, 2 SIDE_PX - 1 columns) and the left
+    eye's values there, gathered once for every candidate disparity."""
 
+    def __init__(self, eyes: list[np.ndarray], rows: np.ndarray, cols: np.ndarray, pad: tuple[int, int]):
+        left, right = eyes
+        step = left.shape[1]
+        self.right = right.reshape(-1, right.shape[2])
+        r = rows[:, None, None] + pad[0] + np.arange(-HALF_PX, HALF_PX + 1)[None, :, None]
+        c = cols[:, None, None] + pad[1] + np.arange(-(SIDE_PX - 1), SIDE_PX)[None, None, :]
+        self.index = r * step + c
+        self.left = np.take(left.reshape(-1, left.shape[2]), self.index, axis=0)
 
-def _cost(eyes: list[np.ndarray], rows: np.ndarray, cols: np.ndarray, shift: np.ndarray,
-          windows: list[np.ndarray], pad: tuple[int, int]) -> np.ndarray:
-    """Per pixel: the mean of its own column's cost and the least one-sided window's (module
-    docstring), the right eye taken `shift` pixels to the left (linear interpolation)."""
-    whole = np.floor(shift).astype(np.int64)
-    fraction = (shift - whole).astype(np.float32)[:, None, None]
-    strip = np.stack([np.arange(-HALF_PX, HALF_PX + 1), np.zeros(2 * HALF_PX + 1, np.int64)], axis=1)
-    best = np.full(rows.size, np.inf, np.float32)
-    for offsets in windows:
-        best = np.minimum(best, _window_cost(eyes, rows, cols, whole, fraction, offsets, pad))
-    return 0.5 * (best + _window_cost(eyes, rows, cols, whole, fraction, strip, pad))
+    def cost(self, shift: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
+        """Per pixel (of `pick`): the mean of its own column's cost and the least one-sided window's
+        (module docstring), the right eye taken `shift` pixels to the left (linear interpolation).
+        Each window's mean reads its part of the patch in the order of its own offsets (along the
+        side, then across)."""
+        index, left = (self.index, self.left) if pick is None else (self.index[pick], self.left[pick])
+        whole = np.floor(shift).astype(np.int64)
+        fraction = (shift - whole).astype(np.float32)[:, None, None, None]
+        target = index - whole[:, None, None]
+        sampled = np.take(self.right, target, axis=0) * (1 - fraction) + np.take(self.right, target - 1, axis=0) * fraction
+        squared = ((left - sampled) ** 2).sum(-1)  # [N, across, along]
+        centre, count = SIDE_PX - 1, len(shift)
+        best = np.full(count, np.inf, np.float32)
+        for side in (squared[:, :, centre:], squared[:, :, centre::-1]):  # the pixel on the window's left, right
+            best = np.minimum(best, side.transpose(0, 2, 1).reshape(count, -1).mean(-1))
+        return 0.5 * (best + squared[:, :, centre].mean(-1))
 
 
 def _pad_eyes(left: np.ndarray, right: np.ndarray, pad: tuple[int, int], wrap: bool) -> list[np.ndarray]:
@@ -143,30 +143,31 @@ def _occlusion(candidates: np.ndarray, mask: np.ndarray, band: np.ndarray, limit
 
 
 def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, cols: np.ndarray,
-             eye_rows: np.ndarray, windows: list[np.ndarray], pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+             eye_rows: np.ndarray, pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
     """The cheapest candidate of each pixel (rows, cols), and its cost (`eye_rows`: the rows' indices in the eyes)."""
     chosen, cost = np.empty(rows.size, np.float32), np.empty(rows.size, np.float32)
     for start in range(0, rows.size, CHUNK):
         r, c = rows[start:start + CHUNK], cols[start:start + CHUNK]
+        patches = _Patches(eyes, eye_rows[r], c, pad)
         values = candidates[:, r, c]
         costs = np.full(values.shape, np.inf, np.float32)
         for k, value in enumerate(values):
             known = np.isfinite(value)
-            costs[k, known] = _cost(eyes, eye_rows[r[known]], c[known], value[known], windows, pad)
+            costs[k, known] = patches.cost(value[known], known)
         best = np.argmin(costs, axis=0)[None]
         chosen[start:start + CHUNK] = np.take_along_axis(values, best, axis=0)[0]
         cost[start:start + CHUNK] = np.take_along_axis(costs, best, axis=0)[0]
     return chosen, cost
 
 
-def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, rows: np.ndarray, cols: np.ndarray, windows,
-                  pad, samples: int = 4000) -> float:
+def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad,
+                  samples: int = 4000) -> float:
     """Median cost of matched pixels away from the jumps (rows, cols) at their own `disparity` (an even
     sample of them)."""
     if rows.size == 0:
         return float("inf")
     pick = np.linspace(0, rows.size - 1, min(samples, rows.size)).astype(np.int64)
-    return float(np.median(_cost(eyes, rows[pick], cols[pick], disparity[pick], windows, pad)))
+    return float(np.median(_Patches(eyes, rows[pick], cols[pick], pad).cost(disparity[pick])))
 
 
 def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: tuple[np.ndarray, np.ndarray],
@@ -183,14 +184,13 @@ def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: tup
         spread = np.fmax(candidates[0], candidates[1]) > np.fmin(candidates[0], candidates[1]) * (1 + JUMP)
     rows, cols = np.nonzero(band & spread & ~near_side & ~occluded)
     if rows.size:
-        windows = _side_offsets(SIDE_PX, HALF_PX)
         reach_x = int(np.ceil(max(np.nanmax(np.abs(candidates[:, rows, cols])), np.abs(disparity).max()))) + 2
         pad = (SIDE_PX + HALF_PX + 1, reach_x + SIDE_PX + HALF_PX + 2)
         padded = _pad_eyes(*eyes, pad, wrap)
-        out[rows, cols], cost = _rematch(padded, candidates, rows, cols, eye_rows, windows, pad)
+        out[rows, cols], cost = _rematch(padded, candidates, rows, cols, eye_rows, pad)
         sure_rows, sure_cols = np.nonzero(mask & ~band)
-        typical = max(_typical_cost(padded, disparity[sure_rows, sure_cols], eye_rows[sure_rows], sure_cols,
-                                    windows, pad), NOISE_COST)
+        typical = max(_typical_cost(padded, disparity[sure_rows, sure_cols], eye_rows[sure_rows], sure_cols, pad),
+                      NOISE_COST)
         out_mask[rows, cols] = (mask[rows, cols] | (cost <= MATCHED_COST * typical)) & (cost <= OCCLUDED_COST * typical)
     keep = band & ~occluded & (np.abs(out - disparity) <= KEEP * np.abs(out))
     out[keep] = disparity[keep]

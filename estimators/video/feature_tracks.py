@@ -75,6 +75,8 @@ def refine_affine(image: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray, 
     """
     import cv2
 
+    if not groups:
+        return []
     half = window // 2
     offsets = np.stack(np.meshgrid(np.arange(-half, half + 1), np.arange(-half, half + 1)), -1).reshape(-1, 2)
     offsets = offsets.astype(np.float32)
@@ -90,7 +92,8 @@ def refine_affine(image: np.ndarray, groups: list[tuple[np.ndarray, np.ndarray, 
     owner = np.repeat(np.arange(len(groups)), sizes)
     fixed = np.concatenate([sample(np.asarray(template, np.float32),
                                    np.asarray(start, np.float32)[:, None, :] + offsets[None])
-                            for template, start, _ in groups if len(start)] or [np.zeros((0, len(offsets)), np.float32)])
+                            if len(start) else np.zeros((0, len(offsets)), np.float32)
+                            for template, start, _ in groups])
     position = np.concatenate([np.asarray(guess, np.float32).reshape(-1, 2) for _, _, guess in groups])
     deformation = np.zeros((len(position), 4), np.float32)
     step = np.zeros((len(position), 6), np.float32)

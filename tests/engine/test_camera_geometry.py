@@ -227,3 +227,17 @@ def test_the_camera_solve_is_recorded_and_a_rerun_without_it_is_refused(tmp_path
     assert yaw[1] - yaw[0] == pytest.approx(3 * 2 * 360 / 128, abs=0.1)  # content 2 px a frame rightward: a left turn
     with pytest.raises(OptionsChangedError, match="--no-camera-solve: camera solve on -> off"):
         run(camera_solve=False)
+
+
+def test_affine_refinement_of_no_template_or_an_empty_one_is_empty():
+    """A frame whose tracks all lost their template frames (after a cut) refines nothing."""
+    from depth360.estimators.video.feature_tracks import refine_affine
+
+    image = cv2.GaussianBlur(np.random.default_rng(3).random((40, 80)).astype(np.float32), (0, 0), 2.0)
+    assert refine_affine(image, [], 9) == []
+    start = np.array([[20.0, 20.0], [40.0, 18.0]], np.float32)
+    (empty, none_converged), (moved, converged) = refine_affine(
+        image, [(image, np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)), (image, start, start + 0.3)], 9)
+    assert empty.shape == (0, 2) and none_converged.shape == (0,)
+    np.testing.assert_allclose(moved, start, atol=0.05)  # the patches are found where they are
+    assert converged.all()

@@ -157,36 +157,24 @@ class DeviceStabiliser(TemporalStabiliser):
         return to_colour8(colour.to(device))
 
     def _filter(self, number: int, aligned: torch.Tensor, valid: torch.Tensor, colour) -> torch.Tensor:
-        settings = self.settings
-        device = aligned.device
-        colour8 = self._colour8(colour, device)
-        self._forget_before(self._history, number - settings.filter_window)
-        total = aligned.clone()  # the reference's aligned x valid: aligned is already 0 off the mask
-        weight = valid.to(torch.float32)
-        zero = torch.zeros((), device=device)
-        for past_number, (past_aligned, past_valid, past_colour8, _) in self._history.items():
-            changed = changed_pixels(colour8, past_colour8, settings.colour_threshold * 255.0, self.wrap)
-            decay = torch.tensor(np.float32(settings.filter_decay ** (number - past_number)), device=device)
-            use = torch.where(past_valid & ~changed & valid, decay, zero)
-            total += use * past_aligned
-            weight += use
-        self._history[number] = (aligned, valid, colour8, None)
-        return torch.where(weight > 0, total / torch.clamp(weight, min=1e-30), zero)
+        """TemporalStabiliser._filter on the device: the motion filter with no pose (every past frame
+        by the still camera's rule)."""
+        return self._motion_filter(number, aligned, valid, colour, None, True)
 
     def _motion_filter(self, number: int, aligned: torch.Tensor, valid: torch.Tensor, colour, pose,
                        keep: bool) -> torch.Tensor:
-        """TemporalStabiliser._motion_filter on the device."""
+        """TemporalStabiliser._motion_filter on the device (`pose` None: the still camera's filter)."""
         settings = self.settings
         device = aligned.device
         colour8 = self._colour8(colour, device)
         self._forget_before(self._history, number - settings.filter_window)
         valid_f = valid.to(torch.float32)
         total, weight = aligned * valid_f, valid_f.clone()
-        here = self._units(pose)
+        here = None if pose is None else self._units(pose)
         level = _first_level_at_or_above(settings.colour_threshold * 255.0)
         for past_number, (past_aligned, past_valid, past_colour8, past_pose) in self._history.items():
             decay = float(np.float32(settings.filter_decay ** (number - past_number)))
-            if past_pose is None or past_pose.same_as(pose, np.pi / aligned.shape[0] / 4, 1e-9):
+            if pose is None or past_pose is None or past_pose.same_as(pose, np.pi / aligned.shape[0] / 4, 1e-9):
                 changed = changed_pixels(colour8, past_colour8, settings.colour_threshold * 255.0, self.wrap)
                 use, carried = (past_valid & ~changed).to(torch.float32), past_aligned
             else:

@@ -185,22 +185,23 @@ class FeatureTracker:
 
         pad = self._pad(width)
         refined = xy.copy()
-        followed = []  # per template frame: (its tracks, where they were guessed, Lucas-Kanade's answer)
+        followed, fitted = [], []  # per template frame: (its tracks, their guesses, Lucas-Kanade's verdicts)
         for anchor in np.unique(self._anchor_frame):
             group = np.flatnonzero(self._anchor_frame == anchor)
             if anchor not in self._images:
                 continue
-            start = self._anchor_xy[group]
+            anchor_xy = self._anchor_xy[group]
+            start = anchor_xy - 0.5 + pad  # in the padded frames
             guess = xy[group].copy()
-            guess[:, 0] = start[:, 0] + np.mod(guess[:, 0] - start[:, 0] + width / 2, width) - width / 2
+            guess[:, 0] = anchor_xy[:, 0] + np.mod(guess[:, 0] - anchor_xy[:, 0] + width / 2, width) - width / 2
             to = (guess - 0.5 + pad).astype(np.float32).reshape(-1, 1, 2)
             moved, ok, _ = cv2.calcOpticalFlowPyrLK(self._images[anchor], grey_padded,
-                                                    (start - 0.5 + pad).astype(np.float32).reshape(-1, 1, 2), to,
+                                                    start.astype(np.float32).reshape(-1, 1, 2), to,
                                                     flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **lk)
-            followed.append((anchor, group, guess, ok, (start - 0.5 + pad, moved.reshape(-1, 2))))
-        fits = refine_affine(grey_padded, [(self._images[anchor], start, moved)
-                                           for anchor, _, _, _, (start, moved) in followed], self._window(width))
-        for (_, group, guess, ok, _), (moved, converged) in zip(followed, fits, strict=True):
+            followed.append((group, guess, ok))
+            fitted.append((self._images[anchor], start, moved.reshape(-1, 2)))
+        for (group, guess, ok), (moved, converged) in zip(
+                followed, refine_affine(grey_padded, fitted, self._window(width)), strict=True):
             moved = moved + 0.5 - pad
             good = (ok.ravel() == 1) & converged & (np.linalg.norm(moved - guess, axis=1) < self.settings.anchor_px)
             refined[group[good], 0] = np.mod(moved[good, 0], width)

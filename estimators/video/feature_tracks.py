@@ -220,8 +220,12 @@ class FeatureTracker:
         mask[band:height - band] = 255
         radius = max(1, int(round(spacing)))
         for x, y in xy:
-            for shift in (-width, 0, width):
-                cv2.circle(mask, (int(round(x - 0.5)) + shift, int(round(y - 0.5))), radius, 0, -1)
+            centre, row = int(round(x - 0.5)), int(round(y - 0.5))
+            cv2.circle(mask, (centre, row), radius, 0, -1)
+            if centre <= radius:  # the circle wraps past the left edge
+                cv2.circle(mask, (centre + width, row), radius, 0, -1)
+            if centre >= width - 1 - radius:
+                cv2.circle(mask, (centre - width, row), radius, 0, -1)
         return mask
 
     def _detect(self, grey: np.ndarray, ids: np.ndarray, xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -224,20 +224,64 @@ def triangulate(centres: np.ndarray, directions: np.ndarray, point_index: np.nda
 def angular_residuals(rotations: np.ndarray, centres: np.ndarray, points: np.ndarray,
                       bearings: np.ndarray, bases: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(residuals [N, 2], predicted vectors v [N, 3]) of observations: per-observation R, c, X, bearing, basis."""
-    v = np.einsum("nji,nj->ni", rotations, points - centres)
+    offset = points - centres
+    v = sum(rotations[:, j] * offset[:, j, None] for j in range(3))  # R.T (X - c), written out: einsum is slow here
     unit = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    return np.einsum("nik,ni->nk", bases, unit), v
+    return sum(bases[:, i] * unit[:, i, None] for i in range(3)), v
 
 
 def _jacobians(rotations, v, bases):
     """d residual / d (rotation, centre) [N, 2, 6] and d residual / d point [N, 2, 3]."""
     norm = np.maximum(np.linalg.norm(v, axis=1), 1e-12)
     unit = v / norm[:, None]
-    projector = (np.eye(3)[None] - np.einsum("ni,nj->nij", unit, unit)) / norm[:, None, None]
-    g = np.einsum("nik,nij->nkj", bases, projector)  # [N, 2, 3]: d residual / d v
-    d_point = np.einsum("nkj,nij->nki", g, rotations)  # d v / d X = R.T
-    d_rotation = np.einsum("nkj,nji->nki", g, skew(v))
+    # d residual / d v: the bases projected off the bearing, over the distance (written out:
+    # numpy's einsum and matmul are slow on millions of 2x3 products).
+    along = sum(bases[:, i] * unit[:, i, None] for i in range(3))
+    g = (bases.transpose(0, 2, 1) - along[:, :, None] * unit[:, None, :]) / norm[:, None, None]  # [N, 2, 3]
+    d_point = sum(g[:, :, j, None] * rotations[:, None, :, j] for j in range(3))  # d v / d X = R.T
+    d_rotation = np.cross(g, v[:, None, :])  # g @ skew(v)
     return np.concatenate([d_rotation, -d_point], axis=2), d_point
+
+
+def _weighted_rows(weights, jacobian, residuals):
+    """Per observation, w J.T r [N, i] of a Jacobian [N, 2, i] and residuals [N, 2]."""
+    wr = residuals * weights[:, None]
+    return jacobian[:, 0] * wr[:, 0, None] + jacobian[:, 1] * wr[:, 1, None]
+
+
+def _outer_sums(weights, a, b):
+    """Per observation, sum_k w a[:, k, :, None] b[:, k, None, :]: the weighted products [N, i, j] of
+    Jacobians [N, 2, i] and [N, 2, j] (two residual rows, written out)."""
+    wa = a * weights[:, None, None]
+    return wa[:, 0, :, None] * b[:, 0, None, :] + wa[:, 1, :, None] * b[:, 1, None, :]
+
+
+class _RowSums:
+    """Sums of per-observation rows [N, ...] per index (a pose's or a point's): sorted segments,
+    computed once per bundle adjustment (np.add.at is slow)."""
+
+    def __init__(self, index: np.ndarray, count: int):
+        self.order = np.argsort(index, kind="stable")
+        self.present, self.starts = np.unique(index[self.order], return_index=True)
+        self.count = count
+
+    def __call__(self, values: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.count,) + values.shape[1:])
+        if len(self.order):
+            out[self.present] = np.add.reduceat(values[self.order], self.starts, axis=0)
+        return out
+
+    def gram(self, weights: np.ndarray, jacobian: np.ndarray) -> np.ndarray:
+        """Per index, sum of w J.T J [count, i, i] of Jacobians [N, r, i]: one matrix product per
+        index (for few indices, the poses)."""
+        out = np.zeros((self.count, jacobian.shape[2], jacobian.shape[2]))
+        ends = np.append(self.starts[1:], len(self.order))
+        for group, start, end in zip(self.present, self.starts, ends, strict=True):
+            rows = self.order[start:end]
+            block = jacobian[rows]
+            out[group] = (block * weights[rows, None, None]).reshape(-1, block.shape[2]).T @ block.reshape(
+                -1, block.shape[2])
+        return out
 
 
 def robust_weights(residuals: np.ndarray, sigma: float) -> np.ndarray:
@@ -263,8 +307,9 @@ def refine_pose(rotation: np.ndarray, centre: np.ndarray, points: np.ndarray, be
         if fix_centre:
             jacobian = jacobian[:, :, :3]
         weights = robust_weights(residuals, sigma)
-        normal = np.einsum("n,nki,nkj->ij", weights, jacobian, jacobian)
-        gradient = np.einsum("n,nki,nk->i", weights, jacobian, residuals)
+        rows = jacobian.reshape(-1, jacobian.shape[2])
+        normal = (rows * np.repeat(weights, 2)[:, None]).T @ rows
+        gradient = _weighted_rows(weights, jacobian, residuals).sum(0)
         normal += 1e-9 * np.trace(normal) * np.eye(len(normal))
         step = -np.linalg.solve(normal, gradient)
         rotation = rotation @ rotation_matrix(step[:3])
@@ -297,8 +342,10 @@ class BundleProblem:
                                  self.points[self.point_index], self.bearings, bases)
 
 
-def _bundle_normal_equations(problem: BundleProblem, bases, sigma: float):
-    """Blocks of the weighted normal equations: U [K,6,6], V [P,3,3], W [P,K,6,3], gradients, cost."""
+def _bundle_normal_equations(problem: BundleProblem, bases, sigma: float, pose_sums: _RowSums,
+                              point_sums: _RowSums):
+    """Blocks of the weighted normal equations: U [K,6,6], V [P,3,3], W as one matrix [6K, 3P]
+    (pose parameters by point coordinates), gradients, cost."""
     rotations = problem.rotations[problem.pose_index]
     residuals, v = angular_residuals(rotations, problem.centres[problem.pose_index],
                                      problem.points[problem.point_index], problem.bearings, bases)
@@ -306,19 +353,17 @@ def _bundle_normal_equations(problem: BundleProblem, bases, sigma: float):
     weights = robust_weights(residuals, sigma)
     free = ~problem.fixed[problem.pose_index]
     poses, points = len(problem.rotations), len(problem.points)
-    u = np.zeros((poses, 6, 6))
-    g_pose = np.zeros((poses, 6))
-    np.add.at(u, problem.pose_index[free], np.einsum("n,nki,nkj->nij", weights[free], d_pose[free], d_pose[free]))
-    np.add.at(g_pose, problem.pose_index[free], np.einsum("n,nki,nk->ni", weights[free], d_pose[free], residuals[free]))
-    v_blocks = np.zeros((points, 3, 3))
-    g_point = np.zeros((points, 3))
-    np.add.at(v_blocks, problem.point_index, np.einsum("n,nki,nkj->nij", weights, d_point, d_point))
-    np.add.at(g_point, problem.point_index, np.einsum("n,nki,nk->ni", weights, d_point, residuals))
+    pose_weights = np.where(free, weights, 0.0)
+    u = pose_sums.gram(pose_weights, d_pose)
+    g_pose = pose_sums(_weighted_rows(pose_weights, d_pose, residuals))
+    v_blocks = point_sums(_outer_sums(weights, d_point, d_point))
+    g_point = point_sums(_weighted_rows(weights, d_point, residuals))
     w_blocks = np.zeros((points, poses, 6, 3))
-    w_blocks[problem.point_index[free], problem.pose_index[free]] = np.einsum(
-        "n,nki,nkj->nij", weights[free], d_pose[free], d_point[free])
+    w_blocks[problem.point_index[free], problem.pose_index[free]] = _outer_sums(
+        weights[free], d_pose[free], d_point[free])
+    w_matrix = w_blocks.transpose(1, 2, 0, 3).reshape(6 * poses, 3 * points)
     cost = float(np.sum(np.log1p(np.einsum("ni,ni->n", residuals, residuals) / (CAUCHY_SCALE * sigma) ** 2)))
-    return u, v_blocks, w_blocks, g_pose, g_point, cost
+    return u, v_blocks, w_matrix, g_pose, g_point, cost
 
 
 def _robust_cost(problem: BundleProblem, bases, sigma: float) -> float:
@@ -327,18 +372,19 @@ def _robust_cost(problem: BundleProblem, bases, sigma: float) -> float:
     return float(np.sum(np.log1p(np.einsum("ni,ni->n", residuals, residuals) / (CAUCHY_SCALE * sigma) ** 2)))
 
 
-def _bundle_step(u, v_blocks, w_blocks, g_pose, g_point, damping: float):
+def _bundle_step(u, v_blocks, w_matrix, g_pose, g_point, damping: float):
     """The damped Gauss-Newton step (pose steps [K, 6], point steps [P, 3]) via the Schur complement."""
     poses = u.shape[0]
     eye3, eye6 = np.eye(3)[None], np.eye(6)[None]
     v_damped = v_blocks + damping * (v_blocks * eye3) + 1e-12 * eye3
-    v_inverse = np.linalg.inv(v_damped)
+    v_inverse = _inverse_3x3(v_damped)
     u_damped = u + damping * (u * eye6)
-    y = w_blocks @ v_inverse[:, None]  # W V^-1
+    by_point = w_matrix.reshape(6 * poses, -1, 3).transpose(1, 0, 2)
+    y = np.matmul(by_point, v_inverse).transpose(1, 0, 2).reshape(w_matrix.shape)  # W V^-1
     schur = np.zeros((poses, 6, poses, 6))
     schur[np.arange(poses), :, np.arange(poses), :] = u_damped
-    schur -= np.tensordot(y, w_blocks, axes=([0, 3], [0, 3]))
-    rhs = -g_pose + np.einsum("pkac,pc->ka", y, g_point, optimize=True)
+    schur -= (y @ w_matrix.T).reshape(schur.shape)
+    rhs = -g_pose + (y @ g_point.reshape(-1)).reshape(g_pose.shape)
     flat = schur.reshape(6 * poses, 6 * poses)
     free = np.abs(np.diag(flat)) > 0
     pose_step = np.zeros(6 * poses)
@@ -346,19 +392,34 @@ def _bundle_step(u, v_blocks, w_blocks, g_pose, g_point, damping: float):
         sub = flat[np.ix_(free, free)]
         pose_step[free] = np.linalg.solve(sub + 1e-12 * np.trace(sub) * np.eye(len(sub)), rhs.reshape(-1)[free])
     pose_step = pose_step.reshape(poses, 6)
-    point_rhs = -g_point - np.einsum("pkac,ka->pc", w_blocks, pose_step)
-    return pose_step, np.einsum("pab,pb->pa", v_inverse, point_rhs)
+    point_rhs = -g_point - (w_matrix.T @ pose_step.reshape(-1)).reshape(g_point.shape)
+    return pose_step, sum(v_inverse[:, :, b] * point_rhs[:, b, None] for b in range(3))
+
+
+def _inverse_3x3(m: np.ndarray) -> np.ndarray:
+    """Inverses of 3x3 matrices [P, 3, 3] by their adjugates (np.linalg.inv pays LAPACK per matrix)."""
+    a, b, c = m[:, 0, 0], m[:, 0, 1], m[:, 0, 2]
+    d, e, f = m[:, 1, 0], m[:, 1, 1], m[:, 1, 2]
+    g, h, i = m[:, 2, 0], m[:, 2, 1], m[:, 2, 2]
+    adjugate = np.stack([np.stack([e * i - f * h, c * h - b * i, b * f - c * e], -1),
+                         np.stack([f * g - d * i, a * i - c * g, c * d - a * f], -1),
+                         np.stack([d * h - e * g, b * g - a * h, a * e - b * d], -1)], -2)
+    determinant = a * adjugate[:, 0, 0] + b * adjugate[:, 1, 0] + c * adjugate[:, 2, 0]
+    return adjugate / determinant[:, None, None]
 
 
 def bundle_adjust(problem: BundleProblem, sigma: float, iterations: int = 15) -> BundleProblem:
     """Levenberg-Marquardt on poses (those not fixed) and points with Cauchy weights; returns the problem refined."""
     bases = tangent_bases(problem.bearings)
+    pose_sums = _RowSums(problem.pose_index, len(problem.rotations))
+    point_sums = _RowSums(problem.point_index, len(problem.points))
     damping = 1e-3
     for _ in range(iterations):
-        u, v_blocks, w_blocks, g_pose, g_point, cost = _bundle_normal_equations(problem, bases, sigma)
+        u, v_blocks, w_matrix, g_pose, g_point, cost = _bundle_normal_equations(problem, bases, sigma, pose_sums,
+                                                                                point_sums)
         improved = False
         for _ in range(6):
-            pose_step, point_step = _bundle_step(u, v_blocks, w_blocks, g_pose, g_point, damping)
+            pose_step, point_step = _bundle_step(u, v_blocks, w_matrix, g_pose, g_point, damping)
             trial = BundleProblem(
                 problem.rotations @ rotation_matrix(pose_step[:, :3]), problem.centres + pose_step[:, 3:],
                 problem.fixed, problem.points + point_step, problem.pose_index, problem.point_index,

@@ -40,7 +40,6 @@ from typing import Literal
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.sparse.linalg as spla
 
 from .projection import View, footprint
 
@@ -353,6 +352,8 @@ class _Problem:
         self.design_second = design[samples.second]
         self.pairs = (self.design_first - self.design_second).tocsr()
         self.n_pairs = self.pairs.shape[0]
+        self._pairs_transposed = self.pairs.T.tocsr()
+        self._row_entries = np.diff(self.pairs.indptr)
 
         # Regulariser, scaled with the number of pairs so its strength does not depend on
         # how densely the overlaps are sampled.
@@ -371,6 +372,7 @@ class _Problem:
         if not metric:
             reg = reg + sp.diags(np.r_[np.zeros(self.n_scale), np.full(self.n_scale, shift_ridge**2 * per_field)])
         self.regulariser = reg
+        self._regulariser_dense = reg.toarray()
         # A view that shares no valid pixel with any other (one that sees only sky, say) has
         # nothing to align it: it is held at the identity and kept out of the gauge.
         seen = np.zeros(n_views, bool)
@@ -428,17 +430,27 @@ class _Problem:
         weights = np.ones(self.n_pairs) if weights is None else weights
         prior = np.ones(self.n_pairs) if prior is None else prior
         weights = weights * prior
-        gauge = sp.csc_matrix(self.gauge[None, :])
-        rhs = np.zeros(self.n_unknowns + 1)
-        rhs[: self.n_unknowns] = self.anchor * self.identity()
+        u = self.n_unknowns
+        rhs = np.zeros(u + 1)
+        rhs[:u] = self.anchor * self.identity()
         rhs[-1] = 1.0
+        # The KKT system is small (unknowns: views x grid^2 x 2, whatever the frame size): solved
+        # dense, as device.alignment does; scipy's sparse objects cost more than the solve here.
+        kkt = np.zeros((u + 1, u + 1))
+        kkt[:u, u] = kkt[u, :u] = self.gauge
+        diagonal = np.arange(u)
         x = self.identity()
         for it in range(iterations):
             if it > 0:
                 weights = self.weights_for(x, level) * prior
-            normal = (self.pairs.T @ sp.diags(weights) @ self.pairs + self.regulariser + sp.diags(self.anchor)).tocsc()
-            kkt = sp.bmat([[normal, gauge.T], [gauge, None]]).tocsc()
-            x = spla.spsolve(kkt, rhs)[: self.n_unknowns]
+            weighted = self.pairs.copy()
+            weighted.data *= np.repeat(weights, self._row_entries)
+            kkt[:u, :u] = (self._pairs_transposed @ weighted).toarray() + self._regulariser_dense
+            kkt[diagonal, diagonal] += self.anchor
+            try:
+                x = np.linalg.solve(kkt, rhs)[:u]
+            except np.linalg.LinAlgError:
+                x = np.full(u, np.nan)
             if not np.all(np.isfinite(x)):
                 raise ValueError("view alignment failed: the overlap system is singular (do the views overlap?)")
         return x

@@ -145,9 +145,10 @@ def robust_affine_fit(
     floor = cutoff * max(FLOOR * (high - low), 1e-6 * (np.percentile(np.abs(y), 98.0) + 1e-12))
     for _ in range(iterations):
         xs, ys, ws = x[inliers], y[inliers], w[inliers]
-        x_mean, y_mean = np.average(xs, weights=ws), np.average(ys, weights=ws)
-        variance = np.average((xs - x_mean) ** 2, weights=ws)
-        scale = float(np.average((xs - x_mean) * (ys - y_mean), weights=ws) / variance) if variance > 0 else 0.0
+        total = ws.sum()  # weighted means as np.average takes them (same sums, bit for bit), less its overhead
+        x_mean, y_mean = (xs * ws).sum() / total, (ys * ws).sum() / total
+        variance = ((xs - x_mean) ** 2 * ws).sum() / total
+        scale = float(((xs - x_mean) * (ys - y_mean) * ws).sum() / total / variance) if variance > 0 else 0.0
         shift = float(y_mean - scale * x_mean)
         residual = np.abs(scale * x + shift - y) * spread
         sigma = 1.4826 * np.median(residual[inliers])

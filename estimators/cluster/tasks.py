@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import socket
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -78,16 +79,18 @@ def cached_estimator(request: EstimateRequest):
 
 
 def use_node_threads() -> int:
-    """Give torch this task's share of the node's cores (Ray sets one thread per worker); the count."""
+    """Give torch this task's share of the node's cores (Ray sets one thread per worker); the count.
+
+    Torch is left unimported where the estimator did not import it (a numpy plug-in)."""
     import ray
-    import torch
 
     context = ray.get_runtime_context()
     assigned = context.get_assigned_resources().get("CPU", 1.0) or 1.0
     node = context.get_node_id()
     total = next((n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n["NodeID"] == node), 1.0) or 1.0
     threads = max(1, round(len(os.sched_getaffinity(0)) * min(1.0, assigned / total)))
-    torch.set_num_threads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
     return threads
 
 
@@ -199,7 +202,6 @@ def run_chunk(request: EstimateRequest, plan: SourcePlan, chunk: Chunk, board, k
     identity = node_identity()
     where = identity["where"] = this_node()
     board.started.remote(key, identity)
-    threads = use_node_threads()
 
     def frame(line: str) -> None:
         number = frame_of(line)
@@ -208,7 +210,9 @@ def run_chunk(request: EstimateRequest, plan: SourcePlan, chunk: Chunk, board, k
 
     chunk_request = replace(request, inputs=(plan.path,), frames=chunk.frames, progress="json", overwrite=False)
     try:
-        result = run(chunk_request, estimator=cached_estimator(request), stdout=LineSink(frame),
+        estimator = cached_estimator(request)
+        threads = use_node_threads()  # after the estimator: it is what imports torch, if anything does
+        result = run(chunk_request, estimator=estimator, stdout=LineSink(frame),
                      stderr=LineSink(lambda line: board.message.remote(key, line))).sources[0]
     except Depth360Error as error:
         raise type(error)(f"on node {where}: {error}") from None

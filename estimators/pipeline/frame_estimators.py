@@ -548,8 +548,9 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
         return ViewStreamFrameEstimator(estimator, request.views or "cube")
     if request.projection == "perspective":
         return PlainFrameEstimator(estimator, projection="perspective")
-    from .device_frames import DeviceFusionFrameEstimator, runs_on_torch_device
+    if callable(getattr(estimator, "predict_tensor", None)):  # a numpy plug-in never imports torch here
+        from .device_frames import DeviceFusionFrameEstimator, runs_on_torch_device
 
-    if runs_on_torch_device(estimator):  # a network: the whole trip on its device (pipeline.device_frames)
-        return DeviceFusionFrameEstimator(estimator, request.views or "cube")
+        if runs_on_torch_device(estimator):  # a network: the whole trip on its device (pipeline.device_frames)
+            return DeviceFusionFrameEstimator(estimator, request.views or "cube")
     return FusionFrameEstimator(estimator, request.views or "cube")

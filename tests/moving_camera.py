@@ -122,6 +122,8 @@ def _key(*params) -> str:
 
 def solved_shot(scene: str, width: int, frames: int, samples: int = 4, seed: int | None = None) -> Path:
     """The folder of a shot run through the pipeline with the oracle (module docstring); cached on disk."""
+    import fcntl
+
     from depth360.estimators import pipeline
     from depth360.estimators.pipeline.frame_estimators import PlainFrameEstimator
 
@@ -130,16 +132,21 @@ def solved_shot(scene: str, width: int, frames: int, samples: int = 4, seed: int
         return folder
     truths = render(scene, width, frames, samples, seed)
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=CACHE))
-    try:
-        write_frames(truths, work / "frames" / "shot")
-        request = pipeline.EstimateRequest(inputs=(str(work / "frames" / "shot"),), output_dir=str(work / "out"),
-                                           save=("distance", "disparity", "mask"))
-        pipeline.run(request, frame_estimator=PlainFrameEstimator(AffineOracle(truths, seed or 0)))
-        os.rename(work, folder)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+    # Processes wanting the same shot at once (the Blender runs side by side) wait for one solve.
+    with open(CACHE / f".{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if folder.is_dir():
+            return folder
+        work = Path(tempfile.mkdtemp(prefix=f".tmp-{folder.name}-", dir=CACHE))
+        try:
+            write_frames(truths, work / "frames" / "shot")
+            request = pipeline.EstimateRequest(inputs=(str(work / "frames" / "shot"),), output_dir=str(work / "out"),
+                                               save=("distance", "disparity", "mask"))
+            pipeline.run(request, frame_estimator=PlainFrameEstimator(AffineOracle(truths, seed or 0)))
+            os.rename(work, folder)
+        finally:
+            if work.exists():
+                shutil.rmtree(work, ignore_errors=True)
     return folder
 
 

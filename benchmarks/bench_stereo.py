@@ -4,10 +4,14 @@ Not a test: prints figures. The frame is synthetic (a multi-scale colour texture
 eyes with room-like disparities of 3 to 36 pixels), so the script needs no renders or files:
 
     .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
+        [--scenes room:0,outdoor:1]
 
 `--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
 `--edges auto` adds to `--model stereo`), medians side by side in one run, alternating: the
-estimate with `edges=False` and with `edges=True`.
+estimate with `edges=False` and with `edges=True`. The synthetic frame has few depth jumps (a
+band of boxes), so the step has little to do there; `--scenes` times it on the project's ODS
+renders instead (tests/groundtruth: `room:SEED` random rooms, `outdoor:SEED` landscapes, 2048
+per eye, bicubic to `--eye-width`), which needs bpy (.venv) or the renders' disk cache.
 """
 
 from __future__ import annotations
@@ -15,12 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import sys
 import time
+import warnings
+from pathlib import Path
 
 import numpy as np
 from peak_memory import peak_rss_mib, reset_peak_rss
 
 from depth360.estimators.stereo.matching import estimate_stereo_equirect, split_stereo
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # for tests.groundtruth (--scenes)
 
 
 def synthetic_top_bottom_frame(eye_width: int = 3840, seed: int = 0) -> np.ndarray:
@@ -62,9 +73,14 @@ def main() -> None:
     parser.add_argument("--max-match-width", type=int, default=None,
                         help="match at most this wide (default: the engine's default)")
     parser.add_argument("--edges", action="store_true", help="time the edge step: with and without, side by side")
+    parser.add_argument("--scenes", default=None, help="with --edges: project renders (room:SEED,outdoor:SEED)")
     args = parser.parse_args()
     if args.edges:
-        edge_step_cost(synthetic_top_bottom_frame(args.eye_width), args.repeats)
+        frames = ([("synthetic", synthetic_top_bottom_frame(args.eye_width), {})] if args.scenes is None else
+                  [rendered_top_bottom_frame(scene, args.eye_width) for scene in args.scenes.split(",")])
+        for name, frame, geometry in frames:
+            print(f"{name}:")
+            edge_step_cost(frame, args.repeats, **geometry)
         return
 
     frame = synthetic_top_bottom_frame(args.eye_width)
@@ -94,19 +110,39 @@ def main() -> None:
     print(f"valid pixels: {result.mask.mean():.1%}")
 
 
-def _with_edges(left: np.ndarray, right: np.ndarray, edges: bool) -> None:
-    estimate_stereo_equirect(left, right, edges=edges)
+def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarray, dict]:
+    """(name, uint8 top-bottom frame, ODS geometry) of a project render `room:SEED` or `outdoor:SEED`."""
+    import cv2
+
+    from tests.groundtruth import render_stereo
+
+    kind, seed = scene.split(":")
+    if kind == "room":
+        geometry = {"ipd": 0.064, "pole_merge": (60.0, 75.0)}
+        pair = render_stereo("room_random", 2048, 8, seed=int(seed), **geometry)
+    elif kind == "outdoor":
+        geometry = {"ipd": 0.064}
+        pair = render_stereo("outdoor", width=2048, samples=8, seed=int(seed))
+    else:
+        raise SystemExit(f"--scenes: {scene!r} is not room:SEED or outdoor:SEED")
+    size = (eye_width, eye_width // 2)
+    eyes = [cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC) for eye in (pair.left_rgb,
+                                                                                                     pair.right_rgb)]
+    frame = np.round(np.clip(np.concatenate(eyes, axis=0), 0, 1) * 255).astype(np.uint8)
+    return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame, geometry
 
 
-def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
+def edge_step_cost(frame: np.ndarray, repeats: int, **geometry) -> None:
     """Median seconds per frame without and with the edge step, alternating, and the overhead."""
     left, right = split_stereo(frame, "top-bottom")
-    _with_edges(*split_stereo(frame[:, ::8][::8], "top-bottom"), True)  # imports, warm-up
+    with warnings.catch_warnings():  # the warm-up's small frame has little measurable disparity
+        warnings.simplefilter("ignore")
+        estimate_stereo_equirect(*split_stereo(frame[:, ::8][::8], "top-bottom"), edges=True, **geometry)
     seconds = {False: [], True: []}
     for repeat in range(repeats):
         for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
             start = time.perf_counter()
-            _with_edges(left, right, edges)
+            estimate_stereo_equirect(left, right, edges=edges, **geometry)
             seconds[edges].append(time.perf_counter() - start)
     without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
     print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each")

@@ -8,10 +8,11 @@ eyes with room-like disparities of 3 to 36 pixels), so the script needs no rende
 
 `--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
 `--edges auto` adds to `--model stereo`), medians side by side in one run, alternating: the
-estimate with `edges=False` and with `edges=True`. The synthetic frame has few depth jumps (a
-band of boxes), so the step has little to do there; `--scenes` times it on the project's ODS
-renders instead (tests/groundtruth: `room:SEED` random rooms, `outdoor:SEED` landscapes, 2048
-per eye, bicubic to `--eye-width`), which needs bpy (.venv) or the renders' disk cache.
+estimate with `edges=False` and with `edges=True`, at the engine's (and the pipeline's) default
+ODS geometry. The synthetic frame has few depth jumps (a band of boxes), so the step has little
+to do there; `--scenes` times it on the edge tests' ODS renders instead (tests/engine/test_edges:
+`room:SEED` random rooms, `outdoor:SEED` landscapes, 2048 per eye, bicubic to `--eye-width`),
+which needs bpy (.venv) or the renders' disk cache.
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ def main() -> None:
     parser.add_argument("--scenes", default=None, help="with --edges: project renders (room:SEED,outdoor:SEED)")
     args = parser.parse_args()
     if args.edges:
-        frames = ([("synthetic", synthetic_top_bottom_frame(args.eye_width), {})] if args.scenes is None else
+        frames = ([("synthetic", synthetic_top_bottom_frame(args.eye_width))] if args.scenes is None else
                   [rendered_top_bottom_frame(scene, args.eye_width) for scene in args.scenes.split(",")])
-        for name, frame, geometry in frames:
+        for name, frame in frames:
             print(f"{name}:")
-            edge_step_cost(frame, args.repeats, **geometry)
+            edge_step_cost(frame, args.repeats)
         return
 
     frame = synthetic_top_bottom_frame(args.eye_width)
@@ -110,39 +111,35 @@ def main() -> None:
     print(f"valid pixels: {result.mask.mean():.1%}")
 
 
-def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarray, dict]:
-    """(name, uint8 top-bottom frame, ODS geometry) of a project render `room:SEED` or `outdoor:SEED`."""
+def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarray]:
+    """(name, uint8 top-bottom frame) of the edge tests' render `room:SEED` or `outdoor:SEED`, each eye
+    bicubic to `eye_width`."""
     import cv2
 
-    from tests.groundtruth import render_stereo
+    from tests.engine.test_edges import _pair
 
-    kind, seed = scene.split(":")
-    if kind == "room":
-        geometry = {"ipd": 0.064, "pole_merge": (60.0, 75.0)}
-        pair = render_stereo("room_random", 2048, 8, seed=int(seed), **geometry)
-    elif kind == "outdoor":
-        geometry = {"ipd": 0.064}
-        pair = render_stereo("outdoor", width=2048, samples=8, seed=int(seed))
-    else:
+    kind, _, seed = scene.partition(":")
+    if kind not in ("room", "outdoor") or not seed.isdigit():
         raise SystemExit(f"--scenes: {scene!r} is not room:SEED or outdoor:SEED")
+    pair = _pair(f"{kind} {seed}")
     size = (eye_width, eye_width // 2)
-    eyes = [cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC) for eye in (pair.left_rgb,
-                                                                                                     pair.right_rgb)]
+    eyes = [cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC)
+            for eye in (pair.left_rgb, pair.right_rgb)]
     frame = np.round(np.clip(np.concatenate(eyes, axis=0), 0, 1) * 255).astype(np.uint8)
-    return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame, geometry
+    return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame
 
 
-def edge_step_cost(frame: np.ndarray, repeats: int, **geometry) -> None:
+def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
     """Median seconds per frame without and with the edge step, alternating, and the overhead."""
     left, right = split_stereo(frame, "top-bottom")
     with warnings.catch_warnings():  # the warm-up's small frame has little measurable disparity
         warnings.simplefilter("ignore")
-        estimate_stereo_equirect(*split_stereo(frame[:, ::8][::8], "top-bottom"), edges=True, **geometry)
+        estimate_stereo_equirect(*split_stereo(frame[:, ::8][::8], "top-bottom"), edges=True)
     seconds = {False: [], True: []}
     for repeat in range(repeats):
         for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
             start = time.perf_counter()
-            estimate_stereo_equirect(left, right, edges=edges, **geometry)
+            estimate_stereo_equirect(left, right, edges=edges)
             seconds[edges].append(time.perf_counter() - start)
     without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
     print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each")

@@ -1,8 +1,8 @@
 """The 360 fusion and the post stage on the estimator's torch device (estimators.device).
 
 `build_frame_estimator` picks `DeviceFusionFrameEstimator` whenever a 360 frame's estimator
-runs on a torch device (it has a torch `device` and `predict_tensor`: every registry
-network, on the CPU as on a GPU); a plug-in that returns numpy keeps the numpy trip
+runs on a torch device (`frame_estimators.runs_on_torch_device`: it has a torch `device` and
+`predict_tensor`, as every registry network has, on the CPU as on a GPU); a plug-in that returns numpy keeps the numpy trip
 (`FusionFrameEstimator`). The two give the same depth within float rounding and the
 same masks (tests/engine/test_device_path.py); the sidecar's options are the same too, so
 a run may resume on either.
@@ -35,16 +35,6 @@ from .settings import DepthSettings
 
 # Frames per estimate call on a CUDA device at most (the plan may allow fewer).
 MAX_FRAMES_PER_CALL = 4
-
-
-def runs_on_torch_device(estimator) -> bool:
-    """True for an estimator whose network runs on a torch device and takes device tensors."""
-    device = getattr(estimator, "device", None)
-    if device is None or not callable(getattr(estimator, "predict_tensor", None)):
-        return False
-    import torch
-
-    return isinstance(device, torch.device)
 
 
 @dataclass(frozen=True)

@@ -548,9 +548,19 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
         return ViewStreamFrameEstimator(estimator, request.views or "cube")
     if request.projection == "perspective":
         return PlainFrameEstimator(estimator, projection="perspective")
-    if callable(getattr(estimator, "predict_tensor", None)):  # a numpy plug-in never imports torch here
-        from .device_frames import DeviceFusionFrameEstimator, runs_on_torch_device
+    if runs_on_torch_device(estimator):  # a network: the whole trip on its device (pipeline.device_frames)
+        from .device_frames import DeviceFusionFrameEstimator
 
-        if runs_on_torch_device(estimator):  # a network: the whole trip on its device (pipeline.device_frames)
-            return DeviceFusionFrameEstimator(estimator, request.views or "cube")
+        return DeviceFusionFrameEstimator(estimator, request.views or "cube")
     return FusionFrameEstimator(estimator, request.views or "cube")
+
+
+def runs_on_torch_device(estimator) -> bool:
+    """True for an estimator whose network runs on a torch device and takes device tensors.
+    Torch is imported only for an estimator that could be one: a numpy plug-in's run never loads it."""
+    device = getattr(estimator, "device", None)
+    if device is None or not callable(getattr(estimator, "predict_tensor", None)):
+        return False
+    import torch
+
+    return isinstance(device, torch.device)

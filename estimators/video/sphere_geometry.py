@@ -230,14 +230,15 @@ def angular_residuals(rotations: np.ndarray, centres: np.ndarray, points: np.nda
     return sum(bases[:, i] * unit[:, i, None] for i in range(3)), v
 
 
-def _jacobians(rotations, v, bases):
-    """d residual / d (rotation, centre) [N, 2, 6] and d residual / d point [N, 2, 3]."""
+def _jacobians(rotations, v, bases, residuals):
+    """d residual / d (rotation, centre) [N, 2, 6] and d residual / d point [N, 2, 3], at the
+    `residuals` and v of `angular_residuals`."""
     norm = np.maximum(np.linalg.norm(v, axis=1), 1e-12)
     unit = v / norm[:, None]
-    # d residual / d v: the bases projected off the bearing, over the distance (written out:
-    # numpy's einsum and matmul are slow on millions of 2x3 products).
-    along = sum(bases[:, i] * unit[:, i, None] for i in range(3))
-    g = (bases.transpose(0, 2, 1) - along[:, :, None] * unit[:, None, :]) / norm[:, None, None]  # [N, 2, 3]
+    # d residual / d v: the bases projected off the bearing (each residual is the bases' component
+    # along it), over the distance; written out: numpy's einsum and matmul are slow on millions of
+    # 2x3 products.
+    g = (bases.transpose(0, 2, 1) - residuals[:, :, None] * unit[:, None, :]) / norm[:, None, None]  # [N, 2, 3]
     d_point = sum(g[:, :, j, None] * rotations[:, None, :, j] for j in range(3))  # d v / d X = R.T
     d_rotation = np.cross(g, v[:, None, :])  # g @ skew(v)
     return np.concatenate([d_rotation, -d_point], axis=2), d_point
@@ -303,7 +304,7 @@ def refine_pose(rotation: np.ndarray, centre: np.ndarray, points: np.ndarray, be
     for _ in range(iterations):
         rotations = np.broadcast_to(rotation, (count, 3, 3))
         residuals, v = angular_residuals(rotations, np.broadcast_to(centre, (count, 3)), points, bearings, bases)
-        jacobian, _ = _jacobians(rotations, v, bases)
+        jacobian, _ = _jacobians(rotations, v, bases, residuals)
         if fix_centre:
             jacobian = jacobian[:, :, :3]
         weights = robust_weights(residuals, sigma)
@@ -349,7 +350,7 @@ def _bundle_normal_equations(problem: BundleProblem, bases, sigma: float, pose_s
     rotations = problem.rotations[problem.pose_index]
     residuals, v = angular_residuals(rotations, problem.centres[problem.pose_index],
                                      problem.points[problem.point_index], problem.bearings, bases)
-    d_pose, d_point = _jacobians(rotations, v, bases)
+    d_pose, d_point = _jacobians(rotations, v, bases, residuals)
     weights = robust_weights(residuals, sigma)
     free = ~problem.fixed[problem.pose_index]
     poses, points = len(problem.rotations), len(problem.points)
@@ -358,10 +359,10 @@ def _bundle_normal_equations(problem: BundleProblem, bases, sigma: float, pose_s
     g_pose = pose_sums(_weighted_rows(pose_weights, d_pose, residuals))
     v_blocks = point_sums(_outer_sums(weights, d_point, d_point))
     g_point = point_sums(_weighted_rows(weights, d_point, residuals))
-    w_blocks = np.zeros((points, poses, 6, 3))
-    w_blocks[problem.point_index[free], problem.pose_index[free]] = _outer_sums(
+    w_matrix = np.zeros((poses, 6, points, 3))
+    w_matrix[problem.pose_index[free], :, problem.point_index[free], :] = _outer_sums(
         weights[free], d_pose[free], d_point[free])
-    w_matrix = w_blocks.transpose(1, 2, 0, 3).reshape(6 * poses, 3 * points)
+    w_matrix = w_matrix.reshape(6 * poses, 3 * points)
     cost = float(np.sum(np.log1p(np.einsum("ni,ni->n", residuals, residuals) / (CAUCHY_SCALE * sigma) ** 2)))
     return u, v_blocks, w_matrix, g_pose, g_point, cost
 

@@ -37,17 +37,23 @@ def scaled_pixels(pixels: float, width: int) -> int:
     return max(1, round(pixels * width / 2048))
 
 
+def _wrap_columns(values: np.ndarray, pad: int, wrap: bool) -> np.ndarray:
+    """`values` with `pad` columns of the other side on each side where `wrap`, else as they are."""
+    import cv2
+
+    return cv2.copyMakeBorder(values, 0, 0, pad, pad, cv2.BORDER_WRAP) if wrap and pad else values
+
+
 def _window_extreme(values: np.ndarray, radius: int, wrap: bool, largest: bool, rows: int | None = None) -> np.ndarray:
-    """Window max or min of a float32 map, `radius` around each pixel (`rows` above and below, default
-    `radius`); columns wrapped or repeated, rows repeated."""
+    """Window max or min of a float32 (or uint8) map, `radius` around each pixel (`rows` above and below,
+    default `radius`); columns wrapped or clamped, rows clamped."""
     import cv2
 
     rows = radius if rows is None else rows
-    padded = np.pad(values, ((rows, rows), (0, 0)), mode="edge")
-    padded = np.pad(padded, ((0, 0), (radius, radius)), mode="wrap" if wrap else "edge")
     kernel = np.ones((2 * rows + 1, 2 * radius + 1), np.uint8)
-    out = (cv2.dilate if largest else cv2.erode)(padded, kernel)
-    return out[rows:padded.shape[0] - rows, radius:-radius]
+    # OpenCV's morphology leaves out what lies beyond the border: the window clamped, as edge padding.
+    out = (cv2.dilate if largest else cv2.erode)(_wrap_columns(values, radius, wrap), kernel)
+    return out[:, radius:radius + values.shape[1]] if wrap else out
 
 
 def jump_band(values: np.ndarray, reach: int, wrap: bool = True, jump: float = JUMP,
@@ -55,12 +61,14 @@ def jump_band(values: np.ndarray, reach: int, wrap: bool = True, jump: float = J
     """Bool [H, W]: pixels within `reach` of a depth jump of a positive map (module docstring);
     `across_rows` False: jumps along the rows only (a slanted floor's steep vertical gradient is none);
     `window`: the jump is looked for over 2 * window + 1 pixels (wider: a smoothed jump's ramp too)."""
-    positive = np.maximum(values.astype(np.float32), np.float32(1e-6))
-    rows = window if across_rows else 0
-    high = _window_extreme(positive, window, wrap, largest=True, rows=rows)
-    low = _window_extreme(positive, window, wrap, largest=False, rows=rows)
-    jumps = (high > low * np.float32(1.0 + jump)).astype(np.float32)
-    return _window_extreme(jumps, reach, wrap, largest=True) > 0
+    import cv2
+
+    positive = _wrap_columns(np.maximum(values, np.float32(1e-6), dtype=np.float32), window, wrap)
+    kernel = np.ones((2 * window + 1 if across_rows else 1, 2 * window + 1), np.uint8)
+    jumps = (cv2.dilate(positive, kernel) > cv2.erode(positive, kernel) * np.float32(1.0 + jump)).view(np.uint8)
+    if wrap:
+        jumps = jumps[:, window:window + values.shape[1]]
+    return _window_extreme(np.ascontiguousarray(jumps), reach, wrap, largest=True) > 0
 
 
 def _offsets(radius: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..postprocess.edges import JUMP, scaled_pixels
+from .row_chunks import map_row_chunks
 
 # Sizes in pixels of a 2048-wide eye, scaled with the width.
 REACH_PX, RADIUS_PX, WINDOW_PX, ERODED_PX = 4, 32, 3, 3
@@ -46,8 +47,8 @@ BAND_JUMP = 0.12
 # Disparities below this (pixels of a 2048-wide eye, about 10 m for ODS eyes 6.4 cm apart) count as
 # this much: the far field's relative noise is large.
 FLOOR_PX = 2.0
-# The plate's Gaussian blur before its colour steps are taken (pixels).
-BLUR_SIGMA = 0.8
+# The plate's Gaussian blur before its colour steps are taken (pixels; OpenCV's size for this sigma).
+BLUR_SIGMA, BLUR_SIZE = 0.8, 7
 
 
 def _row_jump_band(values: np.ndarray, reach: int, window: int, jump: float = BAND_JUMP) -> np.ndarray:
@@ -166,6 +167,32 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
     return rows, cols, np.where(keep, own, side).astype(np.float32), np.where(keep, matched, True), ~keep
 
 
+def _blurred_plate(rgb: np.ndarray, wrap: bool) -> np.ndarray:
+    """The plate's Gaussian blur (BLUR_SIGMA, BLUR_SIZE taps), float32 [H, W, 3]: columns beyond its sides
+    wrapped (`wrap`) or repeated, rows reflected; two row halves on two threads."""
+    import cv2
+
+    rgb = np.ascontiguousarray(rgb[..., :3], np.float32)
+    height, width = rgb.shape[:2]
+    out, half = np.empty_like(rgb), BLUR_SIZE // 2
+
+    def blur(chunk: np.ndarray) -> None:
+        top, bottom = max(chunk[0] - half, 0), min(chunk[-1] + 1 + half, height)
+        block = cv2.GaussianBlur(rgb[top:bottom], (BLUR_SIZE, BLUR_SIZE), BLUR_SIGMA)
+        out[chunk[0]:chunk[-1] + 1] = block[chunk[0] - top:chunk[-1] + 1 - top]
+
+    map_row_chunks(blur, np.arange(height))
+    # The columns within a kernel of the sides, again from strips that hold what lies beyond them.
+    outside = 2 * half
+    left = rgb[:, -outside:] if wrap else np.repeat(rgb[:, :1], outside, axis=1)
+    right = rgb[:, :outside] if wrap else np.repeat(rgb[:, -1:], outside, axis=1)
+    strip = np.concatenate([left, rgb[:, :outside], rgb[:, -outside:], right], axis=1)
+    blurred = cv2.GaussianBlur(strip, (BLUR_SIZE, BLUR_SIZE), BLUR_SIGMA)
+    out[:, :half] = blurred[:, outside:outside + half]
+    out[:, -half:] = blurred[:, 3 * outside - half:3 * outside]
+    return out
+
+
 def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, wrap: bool,
                          reliable: np.ndarray | None = None, rows: np.ndarray | None = None,
                          reach: int | None = None, radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,15 +222,18 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
     out, out_mask, changed = disparity.copy(), np.asarray(mask, bool).copy(), np.zeros((height, width), bool)
-    blurred = cv2.GaussianBlur(padded(np.ascontiguousarray(rgb[..., :3], np.float32)), (0, 0), BLUR_SIGMA)
+    plate = _blurred_plate(rgb, wrap)
     inner = slice(pad, pad + width)
+    reliable = np.asarray(reliable, bool)
+
+    def cut_rows(chunk: np.ndarray) -> Changes:
+        return _cut_rows(padded(disparity[chunk]), padded(out_mask[chunk]), padded(reliable[chunk]), band[chunk],
+                         padded(plate[chunk]), radius, eroded, floor, occlusion=True)
+
     busy = np.flatnonzero(band[:, inner].any(axis=1))  # the rows with a jump
-    if busy.size:
-        r, c, values, matched, cut = _cut_rows(padded(disparity[busy]), padded(out_mask[busy]),
-                                               padded(np.asarray(reliable, bool)[busy]), band[busy], blurred[busy],
-                                               radius, eroded, floor, occlusion=True)
+    for chunk, (r, c, values, matched, cut) in map_row_chunks(cut_rows, busy):
         ours = (c >= pad) & (c < pad + width)
-        r, c = busy[r[ours]], c[ours] - pad
+        r, c = chunk[r[ours]], c[ours] - pad
         out[r, c], out_mask[r, c], changed[r, c] = values[ours], matched[ours], cut[ours]
     # The columns: the tops and bottoms of objects, where no jump along the rows is near.
     column = np.ones((2 * scaled_pixels(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
@@ -212,10 +242,14 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
     across = (cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0) & ~band[:, inner]
     if rows is not None:
         across &= inside[:, None]
-    if across.any():
-        settled = (np.asarray(reliable, bool) | changed) & out_mask
-        c, r, values, matched, cut = _cut_rows(out.T, out_mask.T, settled.T, np.ascontiguousarray(across.T),
-                                               blurred[:, inner].transpose(1, 0, 2), radius, eroded, floor,
-                                               occlusion=False)
+    settled = (reliable | changed) & out_mask
+
+    def cut_columns(chunk: np.ndarray) -> Changes:  # views of the columns from the chunk's first to its last
+        span = slice(chunk[0], chunk[-1] + 1)
+        return _cut_rows(out[:, span].T, out_mask[:, span].T, settled[:, span].T, np.ascontiguousarray(across[:, span].T),
+                         plate[:, span].transpose(1, 0, 2), radius, eroded, floor, occlusion=False)
+
+    for chunk, (c, r, values, matched, cut) in map_row_chunks(cut_columns, np.flatnonzero(across.any(axis=0))):
+        c = c + chunk[0]
         out[r, c], out_mask[r, c], changed[r, c] = values, matched, changed[r, c] | cut
     return out, out_mask, changed

@@ -28,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..postprocess.edges import JUMP, jump_band, scaled_pixels
+from .row_chunks import map_row_chunks
 
 REACH_PX, RADIUS_PX = 5, 32
 # Jumps are looked for over 2 * WINDOW_PX + 1 columns: the matcher's smoothing spreads them.
@@ -49,46 +50,43 @@ NOISE_COST = 3 * (1 / 255) ** 2
 KEEP = 0.05
 
 
-def _nearest_along_rows(values: np.ndarray, settled: np.ndarray, limit: int,
-                        wrap: bool) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Left then right: per pixel, the value of the nearest settled pixel in its row and how many
-    columns away it is (value NaN where there is none within `limit`); columns wrap when `wrap`."""
-    height, width = values.shape
+def _wrapped(values: np.ndarray, pad: int) -> np.ndarray:
+    return np.concatenate([values[:, -pad:], values, values[:, :pad]], axis=1) if pad else values
+
+
+def _candidates(disparity: np.ndarray, settled: np.ndarray, rows: np.ndarray, cols: np.ndarray, limit: int,
+                wrap: bool) -> np.ndarray:
+    """[2, N] per pixel (rows, cols): the disparity of the nearest settled pixel left, then right, in its
+    row (NaN: none within `limit`); columns wrap when `wrap`."""
+    width = disparity.shape[1]
     pad = min(limit, width) if wrap else 0
-    if pad:
-        values, settled = (np.concatenate([a[:, -pad:], a, a[:, :pad]], axis=1) for a in (values, settled))
-    columns = np.broadcast_to(np.arange(values.shape[1], dtype=np.int32), values.shape)
-    found = []
-    for right in (False, True):
-        if right:
-            nearest = np.minimum.accumulate(np.where(settled, columns, 10 * width)[:, ::-1], axis=1)[:, ::-1]
-        else:
-            nearest = np.maximum.accumulate(np.where(settled, columns, -10 * width), axis=1)
-        gap = np.abs(nearest - columns)
-        picked = np.take_along_axis(values, np.clip(nearest, 0, values.shape[1] - 1), axis=1)
-        found.append((np.where(gap <= limit, picked, np.nan)[:, pad:pad + width], gap[:, pad:pad + width]))
+    disparity, settled = _wrapped(disparity, pad), _wrapped(settled, pad)
+    last = disparity.shape[1] - 1
+    columns = np.arange(last + 1, dtype=np.int32)
+    at = cols + pad
+    found = np.empty((2, rows.size), disparity.dtype)
+    # The nearest settled column at or left of each column; then at or right of it (on the mirrored rows).
+    left = np.maximum.accumulate(np.where(settled, columns, -10 * width), axis=1)[rows, at]
+    right = np.minimum.accumulate(np.where(settled[:, ::-1], columns[::-1], 10 * width), axis=1)[rows, last - at]
+    for k, nearest in enumerate((left, right)):
+        found[k] = np.where(np.abs(nearest - at) <= limit, disparity[rows, np.clip(nearest, 0, last)], np.nan)
     return found
 
 
-def _candidates(disparity: np.ndarray, settled: np.ndarray, limit: int, wrap: bool) -> np.ndarray:
-    """[2, H, W] disparities of the nearest settled pixel left and right in the row (NaN: none within
-    `limit`)."""
-    return np.stack([values for values, _ in _nearest_along_rows(disparity, settled, limit, wrap)])
-
-
-def _strip_gap(mask: np.ndarray, limit: int, wrap: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Per pixel: the columns from the last matched pixel before the nearest unmatched run at or left
-    of it (the left end of an occluded strip), and from that run's nearest pixel; large where none."""
-    height, width = mask.shape
+def _strip_gap(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, limit: int,
+               wrap: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel (rows, cols): the columns from the last matched pixel before the nearest unmatched run
+    at or left of it (the left end of an occluded strip), and from that run's nearest pixel; large where
+    none."""
+    width = mask.shape[1]
     pad = min(limit, width) if wrap else 0
-    if pad:
-        mask = np.concatenate([mask[:, -pad:], mask, mask[:, :pad]], axis=1)
-    columns = np.broadcast_to(np.arange(mask.shape[1], dtype=np.int32), mask.shape)
-    unmatched = np.maximum.accumulate(np.where(mask, -10 * width, columns), axis=1)
+    mask = _wrapped(mask, pad)
+    columns = np.arange(mask.shape[1], dtype=np.int32)
+    at = cols + pad
+    unmatched = np.maximum.accumulate(np.where(mask, -10 * width, columns), axis=1)[rows, at]
     matched = np.maximum.accumulate(np.where(mask, columns, -10 * width), axis=1)
-    before = np.take_along_axis(matched, np.clip(unmatched, 0, mask.shape[1] - 1), axis=1)
-    before = np.where(unmatched >= 0, before, -10 * width)
-    return (columns - before)[:, pad:pad + width], (columns - unmatched)[:, pad:pad + width]
+    before = np.where(unmatched >= 0, matched[rows, np.clip(unmatched, 0, mask.shape[1] - 1)], -10 * width)
+    return at - before, at - unmatched
 
 
 class _Patches:
@@ -129,27 +127,28 @@ def _pad_eyes(left: np.ndarray, right: np.ndarray, pad: tuple[int, int], wrap: b
                    mode=mode) for eye in (left, right)]
 
 
-def _occlusion(candidates: np.ndarray, mask: np.ndarray, band: np.ndarray, limit: int,
+def _occlusion(candidates: np.ndarray, mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, limit: int,
                wrap: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Band pixels left of a nearer surface, beside an unmatched strip: (near, occluded) bool maps
-    (module docstring)."""
+    """Of the band pixels (rows, cols), those left of a nearer surface beside an unmatched strip:
+    (near, occluded) bool vectors (module docstring)."""
     far, near = candidates[0], candidates[1]
-    gap, run = _strip_gap(mask, limit, wrap)
+    gap, run = _strip_gap(mask, rows, cols, limit, wrap)
     with np.errstate(invalid="ignore"):
         hidden = np.nan_to_num(near - far, nan=-1.0)
-        geometry = band & (near > far * (1 + JUMP)) & (far >= 0) & (gap <= hidden + limit / 4) & (run <= limit / 4)
+        geometry = (near > far * (1 + JUMP)) & (far >= 0) & (gap <= hidden + limit / 4) & (run <= limit / 4)
     occluded = geometry & (gap <= hidden + ERODED_PX + 0.5)
     return geometry & ~occluded, occluded
 
 
 def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, cols: np.ndarray,
              eye_rows: np.ndarray, pad: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """The cheapest candidate of each pixel (rows, cols), and its cost (`eye_rows`: the rows' indices in the eyes)."""
+    """The cheapest of the [2, N] `candidates` of each pixel (rows, cols), and its cost (`eye_rows`: the
+    rows' indices in the eyes)."""
     chosen, cost = np.empty(rows.size, np.float32), np.empty(rows.size, np.float32)
     for start in range(0, rows.size, CHUNK):
         r, c = rows[start:start + CHUNK], cols[start:start + CHUNK]
         patches = _Patches(eyes, eye_rows[r], c, pad)
-        values = candidates[:, r, c]
+        values = candidates[:, start:start + CHUNK]
         costs = np.full(values.shape, np.inf, np.float32)
         for k, value in enumerate(values):
             known = np.isfinite(value)
@@ -160,43 +159,44 @@ def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, c
     return chosen, cost
 
 
-def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, rows: np.ndarray, cols: np.ndarray, pad,
+def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, sure: np.ndarray, eye_rows: np.ndarray, pad,
                   samples: int = 4000) -> float:
-    """Median cost of matched pixels away from the jumps (rows, cols) at their own `disparity` (an even
-    sample of them)."""
-    if rows.size == 0:
+    """Median cost of the `sure` pixels (matched, away from the jumps) at their own `disparity`, an even
+    sample of them (`eye_rows`: each row's index in the eyes), or NOISE_COST where that is more."""
+    flat = np.flatnonzero(sure)
+    if flat.size == 0:
         return float("inf")
-    pick = np.linspace(0, rows.size - 1, min(samples, rows.size)).astype(np.int64)
-    return float(np.median(_Patches(eyes, rows[pick], cols[pick], pad).cost(disparity[pick])))
+    flat = flat[np.linspace(0, flat.size - 1, min(samples, flat.size)).astype(np.int64)]
+    rows, cols = np.divmod(flat, sure.shape[1])
+    return max(float(np.median(_Patches(eyes, eye_rows[rows], cols, pad).cost(disparity[rows, cols]))), NOISE_COST)
 
 
-def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: tuple[np.ndarray, np.ndarray],
-            eye_rows: np.ndarray, radius: int, wrap: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """snap_stereo_edges on rows of the eye (`eye_rows`: each row's index in the eyes)."""
-    candidates = _candidates(disparity, mask & ~band, radius, wrap)
-    near_side, occluded = _occlusion(candidates, mask, band, radius, wrap)
-    out, out_mask = disparity.copy(), mask.copy()
+Decision = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: list[np.ndarray], pad: tuple[int, int],
+            typical: float, eye_rows: np.ndarray, radius: int, wrap: bool) -> Decision:
+    """snap_stereo_edges on rows of the eye (`eye_rows`: each row's index in the `eyes`, padded by `pad`;
+    `typical`: the median cost of a matched pixel): the band pixels (rows, cols) and their (disparity,
+    mask, decided)."""
+    rows, cols = np.nonzero(band)
+    candidates = _candidates(disparity, mask & ~band, rows, cols, radius, wrap)
+    near_side, occluded = _occlusion(candidates, mask, rows, cols, radius, wrap)
+    own, matched = disparity[rows, cols], mask[rows, cols]
+    out, out_mask = own.copy(), matched.copy()
     out[occluded] = candidates[0][occluded]
     out_mask[occluded] = False
     out[near_side] = candidates[1][near_side]
     out_mask[near_side] = True
     with np.errstate(invalid="ignore"):
         spread = np.fmax(candidates[0], candidates[1]) > np.fmin(candidates[0], candidates[1]) * (1 + JUMP)
-    rows, cols = np.nonzero(band & spread & ~near_side & ~occluded)
-    if rows.size:
-        reach_x = int(np.ceil(max(np.nanmax(np.abs(candidates[:, rows, cols])), np.abs(disparity).max()))) + 2
-        pad = (SIDE_PX + HALF_PX + 1, reach_x + SIDE_PX + HALF_PX + 2)
-        padded = _pad_eyes(*eyes, pad, wrap)
-        out[rows, cols], cost = _rematch(padded, candidates, rows, cols, eye_rows, pad)
-        sure_rows, sure_cols = np.nonzero(mask & ~band)
-        typical = max(_typical_cost(padded, disparity[sure_rows, sure_cols], eye_rows[sure_rows], sure_cols, pad),
-                      NOISE_COST)
-        out_mask[rows, cols] = (mask[rows, cols] | (cost <= MATCHED_COST * typical)) & (cost <= OCCLUDED_COST * typical)
-    keep = band & ~occluded & (np.abs(out - disparity) <= KEEP * np.abs(out))
-    out[keep] = disparity[keep]
-    decided = near_side | occluded
-    decided[rows, cols] = True
-    return out, out_mask, decided
+    again = spread & ~near_side & ~occluded
+    if again.any():
+        out[again], cost = _rematch(eyes, candidates[:, again], rows[again], cols[again], eye_rows, pad)
+        out_mask[again] = (matched[again] | (cost <= MATCHED_COST * typical)) & (cost <= OCCLUDED_COST * typical)
+    keep = ~occluded & (np.abs(out - own) <= KEEP * np.abs(out))
+    out[keep] = own[keep]
+    return rows, cols, out, out_mask, near_side | occluded | again
 
 
 def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray, right: np.ndarray, *,
@@ -216,7 +216,17 @@ def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray,
         band &= inside[:, None]
     out, out_mask, decided = disparity.copy(), mask.copy(), np.zeros_like(mask)
     busy = np.flatnonzero(band.any(axis=1))  # the work is per row: only rows with a jump
-    if busy.size:
-        out[busy], out_mask[busy], decided[busy] = _decide(disparity[busy], mask[busy], band[busy], (left, right),
-                                                           busy, radius, wrap)
+    if busy.size == 0:
+        return out, out_mask, decided
+    # A candidate is a disparity of the same rows: the eyes padded by the largest are read in range.
+    reach_x = int(np.ceil(np.abs(disparity[busy]).max())) + 2
+    pad = (SIDE_PX + HALF_PX + 1, reach_x + SIDE_PX + HALF_PX + 2)
+    eyes = _pad_eyes(left, right, pad, wrap)
+    typical = _typical_cost(eyes, disparity[busy], mask[busy] & ~band[busy], busy, pad)
+
+    def decide(chunk: np.ndarray):
+        return _decide(disparity[chunk], mask[chunk], band[chunk], eyes, pad, typical, chunk, radius, wrap)
+
+    for chunk, (r, c, values, matched, changed) in map_row_chunks(decide, busy):
+        out[chunk[r], c], out_mask[chunk[r], c], decided[chunk[r], c] = values, matched, changed
     return out, out_mask, decided

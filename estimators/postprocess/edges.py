@@ -63,12 +63,18 @@ def jump_band(values: np.ndarray, reach: int, wrap: bool = True, jump: float = J
     `window`: the jump is looked for over 2 * window + 1 pixels (wider: a smoothed jump's ramp too)."""
     import cv2
 
-    positive = _wrap_columns(np.maximum(values, np.float32(1e-6), dtype=np.float32), window, wrap)
+    from ..parallel_rows import map_row_blocks
+
     kernel = np.ones((2 * window + 1 if across_rows else 1, 2 * window + 1), np.uint8)
-    jumps = (cv2.dilate(positive, kernel) > cv2.erode(positive, kernel) * np.float32(1.0 + jump)).view(np.uint8)
-    if wrap:
-        jumps = jumps[:, window:window + values.shape[1]]
-    return _window_extreme(np.ascontiguousarray(jumps), reach, wrap, largest=True) > 0
+
+    def band(rows: slice) -> np.ndarray:
+        positive = _wrap_columns(np.maximum(values[rows], np.float32(1e-6), dtype=np.float32), window, wrap)
+        jumps = (cv2.dilate(positive, kernel) > cv2.erode(positive, kernel) * np.float32(1.0 + jump)).view(np.uint8)
+        if wrap:
+            jumps = jumps[:, window:window + values.shape[1]]
+        return _window_extreme(np.ascontiguousarray(jumps), reach, wrap, largest=True) > 0
+
+    return map_row_blocks(band, values.shape[0], reach + (window if across_rows else 0))
 
 
 def _offsets(radius: int) -> np.ndarray:

@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel_rows import map_row_blocks, map_row_chunks
 from ..postprocess.edges import JUMP, scaled_pixels
-from .row_chunks import map_row_chunks
 
 # Sizes in pixels of a 2048-wide eye, scaled with the width.
 REACH_PX, RADIUS_PX, WINDOW_PX, ERODED_PX = 4, 32, 3, 3
@@ -217,7 +217,8 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
             return np.concatenate([values[:, -pad:], values, values[:, :pad]], axis=1)
         return np.pad(values, [(0, 0), (pad, pad)] + [(0, 0)] * (values.ndim - 2), mode="edge")
 
-    band = _row_jump_band(padded(np.maximum(disparity, floor)), reach, window)
+    band = map_row_blocks(lambda block: _row_jump_band(padded(np.maximum(disparity[block], floor)), reach, window),
+                          height, reach)
     if rows is not None:  # not the jump from the measured rows to the unmeasured ones
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
@@ -237,9 +238,13 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
         out[r, c], out_mask[r, c], changed[r, c] = values[ours], matched[ours], cut[ours]
     # The columns: the tops and bottoms of objects, where no jump along the rows is near.
     column = np.ones((2 * scaled_pixels(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
-    floored = np.maximum(out, floor)
-    jumps = (cv2.dilate(floored, column) > cv2.erode(floored, column) * np.float32(1 + JUMP)).astype(np.uint8)
-    across = (cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0) & ~band[:, inner]
+
+    def column_band(block: slice) -> np.ndarray:
+        floored = np.maximum(out[block], floor)
+        jumps = (cv2.dilate(floored, column) > cv2.erode(floored, column) * np.float32(1 + JUMP)).view(np.uint8)
+        return cv2.dilate(jumps, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
+
+    across = map_row_blocks(column_band, height, reach + column.shape[0] // 2) & ~band[:, inner]
     if rows is not None:
         across &= inside[:, None]
     settled = (reliable | changed) & out_mask

@@ -569,11 +569,15 @@ def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarr
     (stereo.colour_edges; `scale`: input pixels per matched pixel)."""
     import cv2
 
+    from ..parallel_rows import map_threads
     from .colour_edges import snap_to_colour_edges
     from .occlusion_edges import snap_stereo_edges
     from .subpixel import BLUR_SIGMA
 
-    left, right = (cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None] for eye in (left_rgb, right_rgb))
+    def blurred_gray(eye: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None]
+
+    left, right = map_threads(blurred_gray, (left_rgb, right_rgb))
     disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=True, rows=rows)
     # Only disparities the mask will keep stand for a surface: the decided ones and the measurable matches.
     reliable = mask & (decided | measurable_disparity(matched, scale))

@@ -27,8 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel_rows import map_row_chunks
 from ..postprocess.edges import JUMP, jump_band, scaled_pixels
-from .row_chunks import map_row_chunks
 
 REACH_PX, RADIUS_PX = 5, 32
 # Jumps are looked for over 2 * WINDOW_PX + 1 columns: the matcher's smoothing spreads them.

@@ -157,6 +157,32 @@ def test_the_colour_cut_narrows_a_fattened_thin_pole():
     assert wrong_before >= height * 8 and wrong_after <= 0.4 * wrong_before and (out[pole] > 7).mean() > 0.9
 
 
+def test_the_stereo_edge_steps_give_the_same_on_one_thread_and_on_several():
+    """The steps split the rows (and the colour cut the columns) over OpenCV's threads."""
+    from depth360.estimators.stereo.subpixel import prepare_eye
+    from tests.engine.test_parallel_rows import opencv_threads
+
+    height, width = 256, 512
+    wall, front = _textures(height, width, 5)
+    near = np.zeros((height, width), bool)
+    for top, left in ((20, 60), (90, 300), (170, 480)):  # the last across the wrap
+        near[top:top + 60, np.arange(left, left + 70) % width] = True
+    columns = np.arange(width)
+    left = np.where(near[..., None], front[:, (columns - 12) % width], wall[:, (columns - 4) % width])
+    right = np.where(np.roll(near, -12, 1)[..., None], front, wall)
+    disparity = np.where(_fatten(near, 3), 12.0, 4.0).astype(np.float32)
+    mask = np.ones_like(near)
+    results = []
+    for threads in (1, 3):
+        with opencv_threads(threads):
+            stereo = snap_stereo_edges(disparity, mask, prepare_eye(left), prepare_eye(right), wrap=True, **SIZES)
+            colour = snap_to_colour_edges(stereo[0], stereo[1], left, wrap=True, reach=5, radius=32)
+            results.append(stereo + colour)
+    assert results[0][2].any() and results[0][5].any()
+    for one, several in zip(*results, strict=True):
+        np.testing.assert_array_equal(one, several)
+
+
 def test_the_figures_score_a_known_case():
     height, width = 64, 128
     near = _square(height, width, left=50)

@@ -261,8 +261,8 @@ class StereoFrameEstimator(StereoFrames):
     rectified pair; the disparity is in pixels, which is inverse depth times focal length
     and baseline, so the kind is relative-disparity. The depth belongs to the left eye
     (`depth_frame`). The eye order is checked on the first frame only; `warn(message)`
-    receives each warning (default: warnings.warn). `edges`: ODS occlusion edges re-matched
-    (stereo.occlusion_edges).
+    receives each warning (default: warnings.warn). `edges`: the 360 (ODS) and VR180 eyes' depth
+    jumps re-matched and cut at the plate's colour edges (stereo.matching.snap_match_edges).
     """
 
     batch_size = 1
@@ -299,7 +299,7 @@ class StereoFrameEstimator(StereoFrames):
         check = not self._checked_eye_order
         if self.layout == "vr180":
             depth = estimate_stereo_vr180(left, right, ipd=self.ipd, min_distance=self.min_distance,
-                                          max_distance=self.max_distance, check_eye_order=check)
+                                          max_distance=self.max_distance, check_eye_order=check, edges=self.edges)
             inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
             prediction = FramePrediction(inverse, depth.mask.copy())
         elif self.projection == "equirect":

@@ -36,7 +36,7 @@ import numpy as np
 from ..parallel_rows import map_row_blocks, map_row_chunks
 from ..postprocess.edges import JUMP, scaled_pixels
 
-# Sizes in pixels of a 2048-wide eye, scaled with the width.
+# Sizes in pixels of a 2048-wide eye (360 degrees), scaled with the pixels per turn.
 REACH_PX, RADIUS_PX, WINDOW_PX, ERODED_PX = 4, 32, 3, 3
 # Jumps along the columns are looked for over 2 * COLUMN_WINDOW_PX + 1 rows, by JUMP: a floor's steep
 # change of disparity from row to row is none.
@@ -195,20 +195,23 @@ def _blurred_plate(rgb: np.ndarray, wrap: bool) -> np.ndarray:
 
 def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, wrap: bool,
                          reliable: np.ndarray | None = None, rows: np.ndarray | None = None,
-                         reach: int | None = None, radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                         reach: int | None = None, radius: int | None = None,
+                         turn: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(disparity, mask, changed) of the left eye (pixels, col_left - col_right) with each depth jump
     cut at the plate's strongest colour step near it (module docstring). `mask`: matched pixels;
     `reliable`: those whose disparity may stand for a surface (default `mask`); `rgb`: the left eye,
-    float32 [H, W, 3] in 0..1; `rows`: bool [H], the rows stereo measures (None: all); `changed`:
-    the pixels that took a surface's disparity."""
+    float32 [H, W, 3] in 0..1; `rows`: bool [H], the rows stereo measures (None: all); `turn`: pixels
+    per 360 degrees along the rows, which the sizes scale with (default: the width, an equirect eye);
+    `changed`: the pixels that took a surface's disparity."""
     import cv2
 
     disparity = np.asarray(disparity, np.float32)
     height, width = disparity.shape
-    reach = scaled_pixels(REACH_PX, width) if reach is None else int(reach)
-    radius = scaled_pixels(RADIUS_PX, width) if radius is None else int(radius)
-    window, eroded = scaled_pixels(WINDOW_PX, width), scaled_pixels(ERODED_PX, width)
-    floor = np.float32(FLOOR_PX * width / 2048)
+    turn = width if turn is None else int(turn)
+    reach = scaled_pixels(REACH_PX, turn) if reach is None else int(reach)
+    radius = scaled_pixels(RADIUS_PX, turn) if radius is None else int(radius)
+    window, eroded = scaled_pixels(WINDOW_PX, turn), scaled_pixels(ERODED_PX, turn)
+    floor = np.float32(FLOOR_PX * turn / 2048)
     reliable = mask if reliable is None else reliable
     pad = radius + reach + window + 2
 
@@ -237,7 +240,7 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
         r, c = chunk[r[ours]], c[ours] - pad
         out[r, c], out_mask[r, c], changed[r, c] = values[ours], matched[ours], cut[ours]
     # The columns: the tops and bottoms of objects, where no jump along the rows is near.
-    column = np.ones((2 * scaled_pixels(COLUMN_WINDOW_PX, width) + 1, 1), np.uint8)
+    column = np.ones((2 * scaled_pixels(COLUMN_WINDOW_PX, turn) + 1, 1), np.uint8)
 
     def column_band(block: slice) -> np.ndarray:
         floored = np.maximum(out[block], floor)

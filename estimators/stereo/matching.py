@@ -562,11 +562,13 @@ def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarra
     return measurable
 
 
-def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray,
-                scale: float) -> DisparityMap:
+def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray | None,
+                     scale: float, wrap: bool, turn: int | None = None) -> DisparityMap:
     """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the eyes' luminance, blurred
     a little (as for the sub-pixel pass), then its jumps cut at the left plate's colour edges
-    (stereo.colour_edges; `scale`: input pixels per matched pixel)."""
+    (stereo.colour_edges). Rows are epipolar lines; `rows`: those stereo measures (None: all); `scale`:
+    input pixels per matched pixel; `wrap`: columns are periodic (ODS eyes); `turn`: the eyes' pixels per
+    360 degrees along the rows (default: their width, equirect eyes)."""
     import cv2
 
     from ..parallel_rows import map_threads
@@ -578,10 +580,12 @@ def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarr
         return cv2.GaussianBlur(_gray(eye), (0, 0), BLUR_SIGMA)[..., None]
 
     left, right = map_threads(blurred_gray, (left_rgb, right_rgb))
-    disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=True, rows=rows)
+    disparity, mask, decided = snap_stereo_edges(matched.disparity, matched.mask, left, right, wrap=wrap, rows=rows,
+                                                 turn=turn)
     # Only disparities the mask will keep stand for a surface: the decided ones and the measurable matches.
     reliable = mask & (decided | measurable_disparity(matched, scale))
-    disparity, mask, cut = snap_to_colour_edges(disparity, mask, left_rgb, wrap=True, reliable=reliable, rows=rows)
+    disparity, mask, cut = snap_to_colour_edges(disparity, mask, left_rgb, wrap=wrap, reliable=reliable, rows=rows,
+                                            turn=turn)
     # The decided pixels took a surface's disparity: the sub-pixel fit's precision is not theirs.
     decided |= cut
     sigma = None if matched.sigma is None else np.where(decided, 0.0, matched.sigma).astype(np.float32)
@@ -628,7 +632,7 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                               wrap=True, max_match_width=max_match_width, **settings)
     matched_width = min(width, max_match_width or width)
     if edges:
-        matched = _snap_edges(matched, left_rgb, right_rgb, informative, width / matched_width)
+        matched = snap_match_edges(matched, left_rgb, right_rgb, informative, width / matched_width, wrap=True)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     measurable = measurable_disparity(matched, width / matched_width)

@@ -20,7 +20,7 @@ matched pixels outside the band nearest to it left and right in its row (within 
   candidate wins.
 
 A pixel keeps its own disparity where the winner is within KEEP of it. Sizes are pixels of a
-2048-wide eye, scaled with the width. Columns wrap for ODS eyes (no seam at 0/360 degrees).
+2048-wide eye (360 degrees), scaled with the pixels per turn. Columns wrap for ODS eyes (no seam at 0/360 degrees).
 """
 
 from __future__ import annotations
@@ -201,16 +201,17 @@ def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: lis
 
 def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray, right: np.ndarray, *,
                       wrap: bool, rows: np.ndarray | None = None, reach: int | None = None,
-                      radius: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                      radius: int | None = None, turn: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(disparity, mask, decided) of the left eye (pixels, col_left - col_right): the pixels near its
     jumps (`decided`) decided again between the surfaces around them (module docstring). `mask`: where
     the disparity was matched; `left`/`right`: the eyes, float32 [H, W, C] (smooth: blurred a little);
-    `rows`: bool [H], the rows stereo measures (ODS: not the poles), None for all."""
-    width = disparity.shape[1]
-    reach = scaled_pixels(REACH_PX, width) if reach is None else reach
-    radius = scaled_pixels(RADIUS_PX, width) if radius is None else radius
-    band = jump_band(np.maximum(disparity, FLOOR_PX * width / 2048), reach, wrap, JUMP, across_rows=False,
-                     window=scaled_pixels(WINDOW_PX, width))
+    `rows`: bool [H], the rows stereo measures (ODS: not the poles), None for all; `turn`: pixels per
+    360 degrees along the rows, which the sizes scale with (default: the width, an equirect eye)."""
+    turn = disparity.shape[1] if turn is None else int(turn)
+    reach = scaled_pixels(REACH_PX, turn) if reach is None else reach
+    radius = scaled_pixels(RADIUS_PX, turn) if radius is None else radius
+    band = jump_band(np.maximum(disparity, FLOOR_PX * turn / 2048), reach, wrap, JUMP, across_rows=False,
+                     window=scaled_pixels(WINDOW_PX, turn))
     if rows is not None:  # not the jump from the measured rows to the unmeasured ones
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]

@@ -96,6 +96,30 @@ def test_vr180_stereo_is_metric_within_8_m(tmp_path):
 
 
 @pytest.mark.slow
+def test_vr180_stereo_edges_move_onto_the_plates(tmp_path):
+    """Issue 15 for VR180: the edge step on the rectified eyes (sizes at VR180's 180 degrees per eye
+    width), through the CLI with --edges auto and none; scored as the ODS rooms are (tests.engine.test_edges)."""
+    from tests.engine import edge_figures as ef
+
+    rendered = pair()
+    path = _write(tmp_path / "vr.png", rendered.side_by_side())
+    truth, rays = np.asarray(rendered.left_distance), np.asarray(rendered.left_ray).astype(np.float64)
+    spheres = ef.straddling_spheres(truth, np.asarray(rendered.left_object_index), rays)
+    results = {}
+    for edges in ("none", "auto"):
+        distance, mask = run_still(path, tmp_path / edges, model="stereo", layout="vr180", edges=edges)
+        results[edges] = {"wrong": ef.wrong_side_share(distance, truth),
+                          "iou": [ef.composite_iou(distance, truth, rays, sphere) for sphere in spheres],
+                          "absrel": ef.outside_band_absrel(distance, truth, mask, max_distance=20.0)}
+        ious = "/".join(f"{iou:.3f}" for iou in results[edges]["iou"])
+        print(f"\nVR180 room seed {SEED} --edges {edges}: wrong side {results[edges]['wrong']:.1%}, IoU {ious}, "
+              f"AbsRel off the edges {results[edges]['absrel']:.2%}")
+    before, after = results["none"], results["auto"]
+    assert after["wrong"] <= 0.85 * before["wrong"] and np.mean(after["iou"]) >= np.mean(before["iou"]) + 0.03
+    assert after["absrel"] <= before["absrel"] + 0.001
+
+
+@pytest.mark.slow
 def test_vr180_stereo_guided_with_the_oracle(tmp_path):
     from depth360.estimators.stereo.guided import _embed_half, estimate_guided
     from tests.engine.test_fusion_oracle import OracleEstimator

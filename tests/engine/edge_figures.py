@@ -23,31 +23,35 @@ BAND_PX = 3
 FAR = 100.0
 
 
-def _neighbour(values: np.ndarray, axis: int) -> np.ndarray:
-    """The next pixel along `axis` (columns wrap, the last row repeats itself)."""
-    if axis == 1:
+def _neighbour(values: np.ndarray, axis: int, wrap: bool = True) -> np.ndarray:
+    """The next pixel along `axis` (columns wrap where `wrap`; else, as the last row, the last column
+    repeats itself)."""
+    if axis == 1 and wrap:
         return np.roll(values, -1, 1)
+    if axis == 1:
+        return np.concatenate([values[:, 1:], values[:, -1:]], axis=1)
     return np.concatenate([values[1:], values[-1:]])
 
 
-def true_edges(distance: np.ndarray, jump: float = EDGE_JUMP) -> np.ndarray:
-    """Bool [H, W]: both pixels of every 4-neighbour pair whose distances differ by more than `jump`."""
+def true_edges(distance: np.ndarray, jump: float = EDGE_JUMP, wrap: bool = True) -> np.ndarray:
+    """Bool [H, W]: both pixels of every 4-neighbour pair whose distances differ by more than `jump`
+    (columns wrap where `wrap`: an equirect's 0/360 seam)."""
     capped = np.minimum(np.where(np.isfinite(distance), distance, np.inf), 1e6)
     edges = np.zeros(distance.shape, bool)
     for axis in (0, 1):
-        other = _neighbour(capped, axis)
+        other = _neighbour(capped, axis, wrap)
         step = np.maximum(capped, other) > np.minimum(capped, other) * (1.0 + jump)
         edges |= step
         edges |= np.roll(step, 1, 1) if axis == 1 else np.concatenate([step[:1] & False, step[:-1]])
     return edges
 
 
-def _window(values: np.ndarray, radius: int, reduce) -> np.ndarray:
-    """Square-window min or max (cv2 erode/dilate), columns wrapped."""
+def _window(values: np.ndarray, radius: int, reduce, wrap: bool = True) -> np.ndarray:
+    """Square-window min or max (cv2 erode/dilate), columns wrapped (or repeated)."""
     import cv2
 
     padded = np.pad(values.astype(np.float32), ((radius, radius), (0, 0)), mode="edge")
-    padded = np.pad(padded, ((0, 0), (radius, radius)), mode="wrap")
+    padded = np.pad(padded, ((0, 0), (radius, radius)), mode="wrap" if wrap else "edge")
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     out = (cv2.erode if reduce == "min" else cv2.dilate)(padded, kernel)
     return out[radius:-radius, radius:-radius]
@@ -58,17 +62,18 @@ def latitude_band(height: int, band_deg: float) -> np.ndarray:
     return np.abs(latitude) <= band_deg
 
 
-def edge_band(distance: np.ndarray, band_deg: float = 60.0) -> np.ndarray:
+def edge_band(distance: np.ndarray, band_deg: float = 60.0, wrap: bool = True) -> np.ndarray:
     """Bool: within BAND_PX of a true depth edge and within +-`band_deg` of latitude."""
-    near_edge = _window(true_edges(distance).astype(np.float32), BAND_PX, "max") > 0
+    near_edge = _window(true_edges(distance, wrap=wrap).astype(np.float32), BAND_PX, "max", wrap) > 0
     return near_edge & latitude_band(distance.shape[0], band_deg)[:, None]
 
 
-def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 60.0) -> float:
-    """Share of the edge band's pixels whose estimate is on the wrong side of the edge (module docstring)."""
+def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 60.0, wrap: bool = True) -> float:
+    """Share of the edge band's pixels whose estimate is on the wrong side of the edge (module docstring);
+    `wrap`: the columns are an equirect's (False: a VR180 eye's)."""
     capped = np.minimum(np.where(np.isfinite(truth), truth, FAR), FAR)
-    near, far = _window(capped, BAND_PX, "min"), _window(capped, BAND_PX, "max")
-    band = edge_band(truth, band_deg) & (far > near * (1.0 + EDGE_JUMP))
+    near, far = _window(capped, BAND_PX, "min", wrap), _window(capped, BAND_PX, "max", wrap)
+    band = edge_band(truth, band_deg, wrap) & (far > near * (1.0 + EDGE_JUMP))
     divide = np.log(near * far) / 2
     true_near = np.log(capped) < divide
     estimate_near = np.log(np.clip(estimate, 1e-3, FAR)) < divide
@@ -76,9 +81,9 @@ def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 
 
 
 def outside_band_absrel(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray, band_deg: float = 60.0,
-                        max_distance: float = 8.0) -> float:
+                        max_distance: float = 8.0, wrap: bool = True) -> float:
     """AbsRel over the masked pixels away from the edge band, within the latitude band and `max_distance`."""
-    scored = (mask & ~edge_band(truth, 90.0) & latitude_band(truth.shape[0], band_deg)[:, None]
+    scored = (mask & ~edge_band(truth, 90.0, wrap) & latitude_band(truth.shape[0], band_deg)[:, None]
               & np.isfinite(truth) & (truth <= max_distance))
     return float(np.mean(np.abs(estimate[scored] - truth[scored]) / truth[scored]))
 
@@ -98,16 +103,19 @@ def ray_sphere_distance(rays: np.ndarray, sphere: Sphere) -> np.ndarray:
 
 
 def straddling_spheres(truth: np.ndarray, object_index: np.ndarray, rays: np.ndarray, count: int = 3,
-                       angle_deg: float = 4.0, band_deg: float = 40.0) -> list[Sphere]:
+                       angle_deg: float = 4.0, band_deg: float = 40.0, wrap: bool = True) -> list[Sphere]:
     """Up to `count` spheres of `angle_deg` angular radius, each centred on the ray of a horizontal
     occlusion edge (an object in front of a surface >= 1.5x as far, or the sky), between the two
-    surfaces: half of each is hidden. Edges of different objects, the most central row of each."""
+    surfaces: half of each is hidden. Edges of different objects, the most central row of each;
+    `wrap`: the columns are an equirect's (False: a VR180 eye's)."""
     capped = np.where(np.isfinite(truth), truth, np.inf)
     right = np.roll(capped, -1, 1)
     with np.errstate(invalid="ignore"):  # sky beside sky: inf / inf
         ratio = np.maximum(capped, right) / np.minimum(capped, right)
     rows = latitude_band(truth.shape[0], band_deg)[:, None]
     edge = rows & (ratio >= 1.5) & (object_index != np.roll(object_index, -1, 1))
+    if not wrap:  # a VR180 eye's last column is no neighbour of its first
+        edge[:, -1] = False
     near_index = np.where(capped <= right, object_index, np.roll(object_index, -1, 1))
     candidates = []
     for obj in np.unique(near_index[edge]):

@@ -104,13 +104,13 @@ def test_vr180_stereo_edges_move_onto_the_plates(tmp_path):
     rendered = pair()
     path = _write(tmp_path / "vr.png", rendered.side_by_side())
     truth, rays = np.asarray(rendered.left_distance), np.asarray(rendered.left_ray).astype(np.float64)
-    spheres = ef.straddling_spheres(truth, np.asarray(rendered.left_object_index), rays)
+    spheres = ef.straddling_spheres(truth, np.asarray(rendered.left_object_index), rays, wrap=False)
     results = {}
     for edges in ("none", "auto"):
         distance, mask = run_still(path, tmp_path / edges, model="stereo", layout="vr180", edges=edges)
-        results[edges] = {"wrong": ef.wrong_side_share(distance, truth),
+        results[edges] = {"wrong": ef.wrong_side_share(distance, truth, wrap=False),
                           "iou": [ef.composite_iou(distance, truth, rays, sphere) for sphere in spheres],
-                          "absrel": ef.outside_band_absrel(distance, truth, mask, max_distance=20.0)}
+                          "absrel": ef.outside_band_absrel(distance, truth, mask, max_distance=20.0, wrap=False)}
         ious = "/".join(f"{iou:.3f}" for iou in results[edges]["iou"])
         print(f"\nVR180 room seed {SEED} --edges {edges}: wrong side {results[edges]['wrong']:.1%}, IoU {ious}, "
               f"AbsRel off the edges {results[edges]['absrel']:.2%}")

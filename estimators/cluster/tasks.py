@@ -79,9 +79,11 @@ def cached_estimator(request: EstimateRequest):
 
 
 def use_node_threads() -> int:
-    """Give torch this task's share of the node's cores (Ray sets one thread per worker); the count.
+    """Give torch and OpenCV (and so the stereo edge steps' row threads, estimators.parallel_rows) this
+    task's share of the node's cores (Ray sets one thread per worker); the count.
 
     Torch is left unimported where the estimator did not import it (a numpy plug-in)."""
+    import cv2
     import ray
 
     context = ray.get_runtime_context()
@@ -89,6 +91,7 @@ def use_node_threads() -> int:
     node = context.get_node_id()
     total = next((n["Resources"].get("CPU", 1.0) for n in ray.nodes() if n["NodeID"] == node), 1.0) or 1.0
     threads = max(1, round(len(os.sched_getaffinity(0)) * min(1.0, assigned / total)))
+    cv2.setNumThreads(threads)
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(threads)
     return threads

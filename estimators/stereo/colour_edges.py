@@ -169,7 +169,7 @@ def _cut_rows(disparity: np.ndarray, mask: np.ndarray, reliable: np.ndarray, ban
 
 def _blurred_plate(rgb: np.ndarray, wrap: bool) -> np.ndarray:
     """The plate's Gaussian blur (BLUR_SIGMA, BLUR_SIZE taps), float32 [H, W, 3]: columns beyond its sides
-    wrapped (`wrap`) or repeated, rows reflected; two row halves on two threads."""
+    wrapped (`wrap`) or repeated, rows reflected; blocks of rows on the worker threads."""
     import cv2
 
     rgb = np.ascontiguousarray(rgb[..., :3], np.float32)

@@ -162,7 +162,7 @@ def _rematch(eyes: list[np.ndarray], candidates: np.ndarray, rows: np.ndarray, c
 def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, sure: np.ndarray, eye_rows: np.ndarray, pad,
                   samples: int = 4000) -> float:
     """Median cost of the `sure` pixels (matched, away from the jumps) at their own `disparity`, an even
-    sample of them (`eye_rows`: each row's index in the eyes), or NOISE_COST where that is more."""
+    sample of them (`eye_rows`: each row's index in the eyes), at least NOISE_COST (inf where there is none)."""
     flat = np.flatnonzero(sure)
     if flat.size == 0:
         return float("inf")

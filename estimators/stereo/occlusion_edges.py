@@ -91,17 +91,18 @@ def _strip_gap(mask: np.ndarray, rows: np.ndarray, cols: np.ndarray, limit: int,
 
 class _Patches:
     """The eyes (padded, flattened to [pixels, C]) and, per pixel asked about, the flat indices of the
-    patch the cost's three windows share (2 HALF_PX + 1 rows, 2 SIDE_PX - 1 columns) and the left
-    eye's values there, gathered once for every candidate disparity."""
+    patch the cost's three windows share (2 HALF_PX + 1 rows, 2 SIDE_PX - 1 columns) with one column
+    more on its left (the right eye's interpolation reads it), and the left eye's values in the
+    patch, gathered once for every candidate disparity."""
 
     def __init__(self, eyes: list[np.ndarray], rows: np.ndarray, cols: np.ndarray, pad: tuple[int, int]):
         left, right = eyes
         step = left.shape[1]
         self.right = right.reshape(-1, right.shape[2])
         r = rows[:, None, None] + pad[0] + np.arange(-HALF_PX, HALF_PX + 1)[None, :, None]
-        c = cols[:, None, None] + pad[1] + np.arange(-(SIDE_PX - 1), SIDE_PX)[None, None, :]
+        c = cols[:, None, None] + pad[1] + np.arange(-SIDE_PX, SIDE_PX)[None, None, :]
         self.index = r * step + c
-        self.left = np.take(left.reshape(-1, left.shape[2]), self.index, axis=0)
+        self.left = np.take(left.reshape(-1, left.shape[2]), self.index[:, :, 1:], axis=0)
 
     def cost(self, shift: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
         """Per pixel (of `pick`): the mean of its own column's cost and the least one-sided window's
@@ -111,8 +112,8 @@ class _Patches:
         index, left = (self.index, self.left) if pick is None else (self.index[pick], self.left[pick])
         whole = np.floor(shift).astype(np.int64)
         fraction = (shift - whole).astype(np.float32)[:, None, None, None]
-        target = index - whole[:, None, None]
-        sampled = np.take(self.right, target, axis=0) * (1 - fraction) + np.take(self.right, target - 1, axis=0) * fraction
+        read = np.take(self.right, index - whole[:, None, None], axis=0)
+        sampled = read[:, :, 1:] * (1 - fraction) + read[:, :, :-1] * fraction
         squared = ((left - sampled) ** 2).sum(-1)  # [N, across, along]
         centre, count = SIDE_PX - 1, len(shift)
         best = np.full(count, np.inf, np.float32)

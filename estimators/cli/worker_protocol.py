@@ -37,6 +37,8 @@ from ..cluster.options import ClusterOptions
 from ..pipeline.request import EstimateRequest
 
 CANCEL_GRACE_S = 1.0
+# How long the end of a worker waits for the processes of its group a kill has just signalled.
+GROUP_EXIT_S = 2.0
 KEPT_LINES = 200
 _POSIX = os.name == "posix"
 
@@ -190,6 +192,27 @@ def failure_message(returncode: int, stderr_lines) -> str:
     return f"the depth worker failed with exit status {returncode} and no message"
 
 
+def _group_running(pgid: int) -> bool:
+    """Whether a process of group `pgid` still runs (a zombie, which only waits for its parent to
+    read its status, does not): read from /proc where there is one, else asked of the kernel."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue  # gone while being read
+            if fields[0] != "Z" and int(fields[2]) == pgid:
+                return True
+    return False
+
+
 class WorkerProcess:
     """A running worker command: non-blocking output, progress, cancel, and its result.
 
@@ -286,9 +309,12 @@ class WorkerProcess:
         if self._result is not None:
             return self._result
         returncode = self.process.wait(timeout=timeout)
-        # The leader is gone: kill whatever it left in its group (nothing, normally), then
-        # let the readers reach the end of both pipes.
+        # The leader is gone: kill whatever it left in its group (nothing, normally) and see it
+        # gone (a kill takes a moment), then let the readers reach the end of both pipes.
         self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+        deadline = time.monotonic() + GROUP_EXIT_S
+        while _POSIX and _group_running(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
         for reader in self._readers:
             reader.join(timeout=5.0)
         self.poll()

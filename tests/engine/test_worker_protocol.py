@@ -273,3 +273,23 @@ def test_the_real_cli_as_a_worker(tmp_path):
     result = WorkerProcess(worker_command(sys.executable, REPO.name, missing), env=env).run_to_end()
     assert result.status == "failed" and result.returncode == 2
     assert result.message == f"depth360: error: input {tmp_path / 'gone.png'} does not exist"
+
+
+def test_a_group_counts_as_running_until_only_zombies_are_left():
+    """What the end of a worker waits for: a killed process takes a moment to go, and an orphan that
+    has ended stays a zombie until its new parent reads it (here, maybe never)."""
+    from depth360.estimators.cli.worker_protocol import _group_running
+
+    leader = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; c = subprocess.Popen([sys.executable, '-c', "
+         "'import time; time.sleep(0.3)']); print(c.pid, flush=True)"],
+        stdout=subprocess.PIPE, text=True, start_new_session=True)
+    orphan = int(leader.stdout.readline())
+    leader.wait()
+    leader.stdout.close()
+    assert _alive(orphan) and _group_running(leader.pid)  # the leader is gone, its child still sleeps
+    deadline = time.monotonic() + 10
+    while _group_running(leader.pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert not _alive(orphan) and _group_members(leader.pid) == []

@@ -9,7 +9,7 @@ eyes with room-like disparities of 3 to 36 pixels), so the script needs no rende
 `--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
 `--edges auto` adds to `--model stereo`), medians side by side in one run, alternating: the
 estimate with `edges=False` and with `edges=True`, at the engine's (and the pipeline's) default
-ODS geometry. The synthetic frame has few depth jumps (a band of boxes), so the step has little
+ODS geometry, and the step's own seconds inside the runs with it. The synthetic frame has few depth jumps (a band of boxes), so the step has little
 to do there; `--scenes` times it on the edge tests' ODS renders instead (tests/engine/test_edges:
 `room:SEED` random rooms, `outdoor:SEED` landscapes, 2048 per eye, bicubic to `--eye-width`),
 which needs bpy (.venv) or the renders' disk cache.
@@ -130,23 +130,43 @@ def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarr
 
 
 def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
-    """Median seconds per frame without and with the edge step, alternating, and the overhead."""
+    """Median seconds per frame without and with the edge step, alternating, the overhead, and the step's
+    own seconds inside the runs with it (`matching.snap_match_edges` timed where the engine calls it:
+    on a noisy machine the difference of two whole-frame medians scatters more than the step takes)."""
+    from depth360.estimators.stereo import matching
+
     left, right = split_stereo(frame, "top-bottom")
     with warnings.catch_warnings():  # the warm-up's small frame has little measurable disparity
         warnings.simplefilter("ignore")
         estimate_stereo_equirect(*split_stereo(frame[:, ::8][::8], "top-bottom"), edges=True)
-    seconds = {False: [], True: []}
-    for repeat in range(repeats):
-        for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
-            start = time.perf_counter()
-            estimate_stereo_equirect(left, right, edges=edges)
-            seconds[edges].append(time.perf_counter() - start)
+    seconds, step = {False: [], True: []}, []
+    snap = matching.snap_match_edges
+
+    def timed_snap(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return snap(*args, **kwargs)
+        finally:
+            step.append(time.perf_counter() - start)
+
+    matching.snap_match_edges = timed_snap
+    try:
+        for repeat in range(repeats):
+            for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
+                start = time.perf_counter()
+                estimate_stereo_equirect(left, right, edges=edges)
+                seconds[edges].append(time.perf_counter() - start)
+    finally:
+        matching.snap_match_edges = snap
     without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
     print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each")
     print(f"without the edge step: median {without:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[False])})")
     print(f"with the edge step:    median {with_:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[True])})")
     print(f"edge step: +{with_ - without:.2f} s, {100 * (with_ / without - 1):+.1f}%; load average "
           f"{os.getloadavg()[0]:.1f}")
+    inside = statistics.median(step)
+    print(f"the step itself, inside the runs with it: median {inside:.2f} s ({', '.join(f'{s:.2f}' for s in step)}), "
+          f"{100 * inside / without:.1f}% of the frame without it")
 
 
 if __name__ == "__main__":

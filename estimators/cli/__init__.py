@@ -93,8 +93,17 @@ def run_estimate(args: argparse.Namespace) -> int:
     return 0
 
 
+def console_main() -> int:
+    """Entry point of the `depth360` console script and of `python -m` (the Blender worker): the
+    process keeps the memory it frees (cli.allocator), then `main`."""
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `depth360` console script; returns the exit status."""
+    """The command line on `argv` (default: the process's); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

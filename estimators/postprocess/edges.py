@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..parallel_rows import map_row_blocks
+
 # A depth jump: the largest over the smallest value of a 5 x 5 window above 1 + JUMP.
 JUMP = 0.2
 # Reach and window radius in pixels of a 2048-wide frame, scaled with the width.
@@ -62,8 +64,6 @@ def jump_band(values: np.ndarray, reach: int, wrap: bool = True, jump: float = J
     `across_rows` False: jumps along the rows only (a slanted floor's steep vertical gradient is none);
     `window`: the jump is looked for over 2 * window + 1 pixels (wider: a smoothed jump's ramp too)."""
     import cv2
-
-    from ..parallel_rows import map_row_blocks
 
     kernel = np.ones((2 * window + 1 if across_rows else 1, 2 * window + 1), np.uint8)
 

@@ -173,15 +173,8 @@ def _blurred_plate(rgb: np.ndarray, wrap: bool) -> np.ndarray:
     import cv2
 
     rgb = np.ascontiguousarray(rgb[..., :3], np.float32)
-    height, width = rgb.shape[:2]
-    out, half = np.empty_like(rgb), BLUR_SIZE // 2
-
-    def blur(chunk: np.ndarray) -> None:
-        top, bottom = max(chunk[0] - half, 0), min(chunk[-1] + 1 + half, height)
-        block = cv2.GaussianBlur(rgb[top:bottom], (BLUR_SIZE, BLUR_SIZE), BLUR_SIGMA)
-        out[chunk[0]:chunk[-1] + 1] = block[chunk[0] - top:chunk[-1] + 1 - top]
-
-    map_row_chunks(blur, np.arange(height))
+    half = BLUR_SIZE // 2
+    out = map_row_blocks(lambda rows: cv2.GaussianBlur(rgb[rows], (BLUR_SIZE, BLUR_SIZE), BLUR_SIGMA), rgb.shape[0], half)
     # The columns within a kernel of the sides, again from strips that hold what lies beyond them.
     outside = 2 * half
     left = rgb[:, -outside:] if wrap else np.repeat(rgb[:, :1], outside, axis=1)
@@ -212,7 +205,7 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
     radius = scaled_pixels(RADIUS_PX, turn) if radius is None else int(radius)
     window, eroded = scaled_pixels(WINDOW_PX, turn), scaled_pixels(ERODED_PX, turn)
     floor = np.float32(FLOOR_PX * turn / 2048)
-    reliable = mask if reliable is None else reliable
+    reliable = np.asarray(mask if reliable is None else reliable, bool)
     pad = radius + reach + window + 2
 
     def padded(values: np.ndarray) -> np.ndarray:
@@ -228,7 +221,6 @@ def snap_to_colour_edges(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarra
     out, out_mask, changed = disparity.copy(), np.asarray(mask, bool).copy(), np.zeros((height, width), bool)
     plate = _blurred_plate(rgb, wrap)
     inner = slice(pad, pad + width)
-    reliable = np.asarray(reliable, bool)
 
     def cut_rows(chunk: np.ndarray) -> Changes:
         return _cut_rows(padded(disparity[chunk]), padded(out_mask[chunk]), padded(reliable[chunk]), band[chunk],

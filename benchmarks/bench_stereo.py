@@ -114,18 +114,13 @@ def main() -> None:
 def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarray]:
     """(name, uint8 top-bottom frame) of the edge tests' render `room:SEED` or `outdoor:SEED`, each eye
     bicubic to `eye_width`."""
-    import cv2
-
     from tests.engine.test_edges import _pair
 
     kind, _, seed = scene.partition(":")
     if kind not in ("room", "outdoor") or not seed.isdigit():
         raise SystemExit(f"--scenes: {scene!r} is not room:SEED or outdoor:SEED")
-    pair = _pair(f"{kind} {seed}")
-    size = (eye_width, eye_width // 2)
-    eyes = [cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC)
-            for eye in (pair.left_rgb, pair.right_rgb)]
-    frame = np.round(np.clip(np.concatenate(eyes, axis=0), 0, 1) * 255).astype(np.uint8)
+    pair = _pair(f"{kind} {seed}", eye_width)
+    frame = np.round(np.concatenate([pair.left_rgb, pair.right_rgb], axis=0) * 255).astype(np.uint8)
     return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame
 
 

@@ -8,6 +8,10 @@ wrong-side pixels within 3 px of a true depth edge (relative jump > 20%), the co
 of three virtual spheres straddling real depth edges, and AbsRel outside the edge band.
 
     .venv/bin/python benchmarks/figures_edges.py [--scenes "room 0,outdoor 1"] [--modes none,auto,snap]
+        [--sources stereo,stereo-guided] [--eye-width 3840]
+
+`--eye-width`: the renders resized (eyes bicubic, truth nearest), e.g. a 4K frame's 3840, which the
+engine matches 2048 wide.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scenes", default=",".join(SCENES))
     parser.add_argument("--modes", default="none,auto,snap")
+    parser.add_argument("--sources", default=",".join(SOURCES))
+    parser.add_argument("--eye-width", type=int, default=2048)
     args = parser.parse_args()
-    runs = [(source, mode) for source in SOURCES for mode in args.modes.split(",")]
+    runs = [(source.strip(), mode) for source in args.sources.split(",") for mode in args.modes.split(",")]
     for scene in args.scenes.split(","):
         with tempfile.TemporaryDirectory(prefix="figures-edges-") as work:
-            _, lines = edge_figures_of(Path(work), scene.strip(), runs)
+            _, lines = edge_figures_of(Path(work), scene.strip(), runs, args.eye_width)
         print(f"{scene}:\n" + "\n".join(lines), flush=True)
 
 

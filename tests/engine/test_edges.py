@@ -183,6 +183,39 @@ def test_the_stereo_edge_steps_give_the_same_on_one_thread_and_on_several():
         np.testing.assert_array_equal(one, several)
 
 
+def test_eyes_wider_than_matched_get_the_edge_step_at_the_matched_size():
+    """A 2048-wide pair matched 1024 wide (scale 2): a near square (disparity 24) before a wall (8),
+    fattened 6 px, its right edge across the wrap. The step works at 1024 wide; the pixels it changes
+    come back as whole 2x2 blocks with a surface's disparity, the others keep theirs (and their sigma);
+    no seam at the wrap."""
+    from depth360.estimators.stereo.matching import DisparityMap, snap_match_edges
+
+    height, width = 512, 2048
+    wall, front = _textures(height, width, 6)
+    near = _square(height, width, left=width - 80)
+    columns = np.arange(width)
+    left = np.where(near[..., None], front[:, (columns - 24) % width], wall[:, (columns - 8) % width])
+    right = np.where(np.roll(near, -24, 1)[..., None], front, wall)
+    truth = np.where(near, 24.0, 8.0)
+    ones = np.ones((height, width), np.float32)
+
+    def snapped(shift: int) -> DisparityMap:
+        disparity = np.roll(np.where(_fatten(near, 6), 24.0, 8.0).astype(np.float32), shift, 1)
+        matched = DisparityMap(disparity, ones > 0, ones, 0.01 * ones)
+        return snap_match_edges(matched, np.roll(left, shift, 1), np.roll(right, shift, 1), None, 2.0, wrap=True)
+
+    fattened, out = np.where(_fatten(near, 6), 24.0, 8.0), snapped(0)
+    changed = out.disparity != fattened
+    blocks = changed.reshape(height // 2, 2, width // 2, 2)
+    assert changed.any() and (blocks.all(axis=(1, 3)) == blocks.any(axis=(1, 3))).all()
+    assert (out.sigma[changed] == 0).all() and (out.sigma[~changed] == np.float32(0.01)).all()
+    wrong_before, wrong_after = (fattened > 16) != (truth > 16), (out.disparity > 16) != (truth > 16)
+    middle = slice(160, 352)  # away from the square's top and bottom
+    assert wrong_before[middle].sum() >= 192 * 12 and wrong_after[middle].sum() <= 0.3 * wrong_before[middle].sum()
+    rolled = snapped(400)  # the eyes' blur does not wrap: near-ties may go the other way
+    assert (rolled.disparity == np.roll(out.disparity, 400, 1)).mean() > 0.999
+
+
 def test_the_figures_score_a_known_case():
     height, width = 64, 128
     near = _square(height, width, left=50)
@@ -208,17 +241,34 @@ SOURCES = ("stereo", "stereo-guided", "metric oracle")
 
 
 @functools.lru_cache(maxsize=2)
-def _pair(scene: str):
+def _pair(scene: str, eye_width: int = 2048):
+    """The ODS render of `scene` at 2048 per eye; other `eye_width`s: the render resized (the eyes bicubic,
+    the left eye's truth nearest with pixel centres aligned)."""
+    import dataclasses
+
+    import cv2
+
     from tests.groundtruth import render_stereo
 
+    if eye_width != 2048:
+        pair, size = _pair(scene), (eye_width, eye_width // 2)
+        eyes = [np.clip(cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC), 0, 1)
+                for eye in (pair.left_rgb, pair.right_rgb)]
+        truth = {name: cv2.resize(np.asarray(getattr(pair, name), np.float32), size,
+                                  interpolation=cv2.INTER_NEAREST_EXACT) for name in ("left_distance", "left_object_index")}
+        rays = cv2.resize(np.asarray(pair.left_ray, np.float32), size, interpolation=cv2.INTER_LINEAR)
+        return dataclasses.replace(pair, left_rgb=eyes[0], right_rgb=eyes[1], left_distance=truth["left_distance"],
+                                   left_object_index=truth["left_object_index"].astype(np.int32),
+                                   left_ray=rays / np.linalg.norm(rays, axis=-1, keepdims=True))
     kind, seed = scene.split()
     if kind == "room":
         return render_stereo("room_random", 2048, 8, ipd=0.064, pole_merge=(60.0, 75.0), seed=int(seed))
     return render_stereo("outdoor", width=2048, samples=8, seed=int(seed))
 
 
-def _estimate(tmp_path, scene: str, source: str, edges: str) -> tuple[np.ndarray, np.ndarray, float]:
-    """(distance, mask, seconds) of one source on the left eye of `scene`, through `pipeline.run`."""
+def _estimate(tmp_path, scene: str, source: str, edges: str,
+              eye_width: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
+    """(distance, mask, seconds) of one source on the left eye of `scene` (`_pair`), through `pipeline.run`."""
     import time
 
     from depth360.estimators import pipeline
@@ -227,7 +277,7 @@ def _estimate(tmp_path, scene: str, source: str, edges: str) -> tuple[np.ndarray
     from tests.engine.test_outdoor import SkyOracle
     from tests.engine.test_stereo_rooms import write_top_bottom
 
-    pair = _pair(scene)
+    pair = _pair(scene, eye_width)
     truth = np.asarray(pair.left_distance)
     path, options, estimator = write_top_bottom(tmp_path / "tb.png", pair), dict(layout="top-bottom"), None
     if source == "stereo":
@@ -263,12 +313,12 @@ def _describe(result: dict) -> str:
     return f"wrong side {result['wrong']:.1%}, IoU {ious}, AbsRel off the edges {result['absrel']:.2%}"
 
 
-def edge_figures_of(tmp_path, scene: str, runs) -> tuple[dict, list[str]]:
-    """Figures of each (source, --edges) of `runs` on `scene`, and their lines for `pytest -s`."""
-    pair = _pair(scene)
+def edge_figures_of(tmp_path, scene: str, runs, eye_width: int = 2048) -> tuple[dict, list[str]]:
+    """Figures of each (source, --edges) of `runs` on `scene` (`_pair`), and their lines for `pytest -s`."""
+    pair = _pair(scene, eye_width)
     lines, results = [], {}
     for source, edges in runs:
-        distance, mask, seconds = _estimate(tmp_path, scene, source, edges)
+        distance, mask, seconds = _estimate(tmp_path, scene, source, edges, eye_width)
         results[source, edges] = _figures(distance, mask, pair)
         lines.append(f"  {source:14s} --edges {edges:4s}: {_describe(results[source, edges])} ({seconds:.1f} s)")
     return results, lines
@@ -294,3 +344,34 @@ def test_edges_of_every_source_on_the_projects_renders(tmp_path, scene):
     for source in ("stereo-guided", "metric oracle") if scene.startswith("room") else ("metric oracle",):
         result = results[source, "auto"]
         assert result["wrong"] <= 0.05 and min(result["iou"]) >= (0.97 if source == "metric oracle" else 0.95)
+
+
+@pytest.mark.slow
+def test_eyes_wider_than_matched_are_snapped_at_the_matched_size_on_a_render(monkeypatch):
+    """Room 1 at 3072 per eye (`_pair`: the 2048 render resized), matched 2048 wide: the edge step at the
+    matched size leaves no more wrong-side pixels than the same step at the full size did, halves the
+    matcher's own, keeps every sphere's IoU >= 0.93 and AbsRel off the edges within 0.1 point."""
+    from depth360.estimators.stereo import matching
+    from depth360.estimators.stereo.ods_geometry import ods_distance_from_disparity
+
+    pair, size = _pair("room 1", 3072), (3072, 1536)
+    left, right, truth, rays = pair.left_rgb, pair.right_rgb, pair.left_distance, pair.left_ray.astype(np.float64)
+    spheres = ef.straddling_spheres(truth, pair.left_object_index, rays)
+    theta = np.pi * (np.arange(size[1]) + 0.5) / size[1]
+
+    def figures(edges: bool) -> dict:
+        result = matching.estimate_stereo_equirect(left, right, edges=edges, check_eye_order=False)
+        raw = ods_distance_from_disparity(result.disparity * np.float32(2 * np.pi / size[0]), theta[:, None])
+        return {"wrong": ef.wrong_side_share(raw, truth),
+                "iou": [ef.composite_iou(result.distance, truth, rays, sphere) for sphere in spheres],
+                "absrel": ef.outside_band_absrel(result.distance, truth, result.mask, max_distance=20.0)}
+
+    none, matched_size = figures(False), figures(True)
+    with monkeypatch.context() as patch:  # the same step on the full-size disparity
+        patch.setattr(matching, "snap_match_edges", lambda matched, left_rgb, right_rgb, rows, scale, wrap, turn=None:
+                      matching._snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn))
+        full_size = figures(True)
+    print(f"\nroom 1 at 3072: wrong side {none['wrong']:.1%} without the step, {full_size['wrong']:.1%} at the full "
+          f"size, {matched_size['wrong']:.1%} at the matched size; IoU {matched_size['iou']}")
+    assert matched_size["wrong"] <= min(full_size["wrong"], 0.5 * none["wrong"])
+    assert min(matched_size["iou"]) >= 0.93 and matched_size["absrel"] <= none["absrel"] + 0.001

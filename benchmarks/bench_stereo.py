@@ -4,7 +4,7 @@ Not a test: prints figures. The frame is synthetic (a multi-scale colour texture
 eyes with room-like disparities of 3 to 36 pixels), so the script needs no renders or files:
 
     .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
-        [--scenes room:0,outdoor:1]
+        [--scenes room:0,outdoor:1] [--keep-freed-memory]
 
 `--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
 `--edges auto` adds to `--model stereo`), medians side by side in one run, alternating: the
@@ -75,7 +75,13 @@ def main() -> None:
                         help="match at most this wide (default: the engine's default)")
     parser.add_argument("--edges", action="store_true", help="time the edge step: with and without, side by side")
     parser.add_argument("--scenes", default=None, help="with --edges: project renders (room:SEED,outdoor:SEED)")
+    parser.add_argument("--keep-freed-memory", action="store_true",
+                        help="keep freed memory between frames, as the depth360 command does (cli.allocator)")
     args = parser.parse_args()
+    if args.keep_freed_memory:
+        from depth360.estimators.cli.allocator import keep_freed_memory
+
+        print(f"freed memory kept: {keep_freed_memory()}")
     if args.edges:
         frames = ([("synthetic", synthetic_top_bottom_frame(args.eye_width))] if args.scenes is None else
                   [rendered_top_bottom_frame(scene, args.eye_width) for scene in args.scenes.split(",")])

@@ -341,7 +341,10 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
         started = time.perf_counter()
         small_left, small_right = (_shrunk(to_float_rgb(eye, name), stereo_width)
                                    for eye, name in ((left, "left eye"), (right, "right eye")))
-        common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, check_eye_order=check_eye_order)
+        # The field needs the stereo's scale, not its jumps: the sub-pixel pass may smooth across them
+        # (kept, the matcher's noise on far ground would move the horizon's scale).
+        common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, check_eye_order=check_eye_order,
+                      keep_px=0)
         if vr180:
             pair = estimate_stereo_vr180(small_left, small_right, **common)
         else:

@@ -39,8 +39,13 @@ MAX_RELATIVE_SIGMA = 0.05
 
 # Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
 # accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
+# Within `keep_px` (pixels of a 2048-wide match) of the match's jumps (a ratio over 1 + KEEP_JUMP within
+# three columns or rows, disparities below KEEP_FLOOR_PX counted as that much) the sub-pixel pass keeps
+# the match: its smoothing and its window would spread each jump into a ramp three or four times
+# wider, which the edge step (snap_match_edges) no longer finds as a jump.
+KEEP_JUMP, KEEP_FLOOR_PX = 0.2, 4.0
 ODS_MATCHING = dict(block_size=9, colour=True, denoise=True, smoothness=(16.0, 64.0), median_radius=6,
-                    median_downscale=2, refine_radius=8, smooth_radius=4)
+                    median_downscale=2, refine_radius=8, smooth_radius=4, keep_px=3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +56,8 @@ class DisparityMap:
     mask: np.ndarray  # bool [H, W]: matched and left-right consistent (not filled)
     confidence: np.ndarray  # float32 [H, W] in 0..1
     sigma: np.ndarray | None = None  # float32 [H, W]: the sub-pixel pass's standard deviation (pixels)
+    # (left, right) float32 RGB [h, w, 3] as they were matched, where that was smaller than [H, W]
+    eyes: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -331,7 +338,7 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
                     lr_tolerance: float = 1.0, speckle_size: int = 100, speckle_range: float = 2.0,
                     median_radius: int = 4, median_eps: float = 1e-3, median_downscale: int = 1,
                     max_match_width: int | None = None, refine_radius: int | None = None,
-                    smooth_radius: int = 4) -> DisparityMap:
+                    smooth_radius: int = 4, keep_px: int = 0) -> DisparityMap:
     """Dense disparity (pixels, col_left - col_right) of the left eye along image rows.
 
     `min_disparity`/`max_disparity` bound the search at full resolution; `wrap` treats columns
@@ -342,7 +349,8 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     holds left-right consistent matches within a pixel of it, the confidence (0 off the mask)
     falls with both discrepancies. Above `max_match_width` the eyes are matched downscaled and
     the disparity is brought back up guided by the full-resolution image. `refine_radius`:
-    then refine at the input's full resolution (`refine_full_resolution`; `sigma` is set).
+    then refine at the input's full resolution (`refine_full_resolution`; `sigma` is set), except within
+    `keep_px` of the match's jumps (ODS_MATCHING).
     """
     import cv2
 
@@ -398,12 +406,13 @@ def match_disparity(left: np.ndarray, right: np.ndarray, *, min_disparity: float
     disparity, agree, confidence = disparity[:, inner], agree[:, inner], confidence[:, inner]
 
     matched = DisparityMap(disparity, agree, confidence.astype(np.float32))
-    return _to_full_size(matched, small_left, left_rgb, right_rgb, wrap=wrap, refine_radius=refine_radius,
-                         smooth_radius=smooth_radius, eps=median_eps)
+    full_size = _to_full_size(matched, small_left, left_rgb, right_rgb, wrap=wrap, refine_radius=refine_radius,
+                              smooth_radius=smooth_radius, eps=median_eps, keep_px=keep_px)
+    return full_size if factor == 1.0 else dataclasses.replace(full_size, eyes=(small_left, small_right))
 
 
 def _to_full_size(matched: DisparityMap, small_left: np.ndarray, left_rgb: np.ndarray, right_rgb: np.ndarray, *,
-                  wrap: bool, refine_radius: int | None, smooth_radius: int, eps: float) -> DisparityMap:
+                  wrap: bool, refine_radius: int | None, smooth_radius: int, eps: float, keep_px: int) -> DisparityMap:
     """The match at the input's size: upsampled (if it was matched smaller) and, with `refine_radius`,
     smoothed where it was matched and refined at full resolution; else smoothed edge-aware."""
     import cv2
@@ -411,16 +420,24 @@ def _to_full_size(matched: DisparityMap, small_left: np.ndarray, left_rgb: np.nd
     height, width = left_rgb.shape[:2]
     disparity, agree, confidence, sigma = matched.disparity, matched.mask, matched.confidence, None
     factor = width / disparity.shape[1]
+    keep = np.zeros(disparity.shape, bool)
+    if refine_radius and keep_px:  # the sub-pixel pass keeps the match near its jumps (ODS_MATCHING)
+        from ..postprocess.edges import jump_band, scaled_pixels
+
+        keep = jump_band(np.maximum(disparity, np.float32(KEEP_FLOOR_PX * disparity.shape[1] / 2048)),
+                         scaled_pixels(keep_px, disparity.shape[1]), wrap, KEEP_JUMP, window=1)
     if refine_radius:  # the start of the sub-pixel pass: smooth, at the matched size
-        disparity = _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap)
+        disparity = np.where(keep, disparity, _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap))
     if disparity.shape[1] != width:
         disparity = _upsample(disparity, width, height, wrap) * np.float32(factor)
         size = (width, height)
         agree = cv2.resize(agree.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
         confidence = cv2.resize(confidence.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
+        keep = cv2.resize(keep.view(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).view(bool)
     if refine_radius:
-        disparity, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
-                                                  smooth_radius=smooth_radius, eps=eps)
+        refined, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
+                                                smooth_radius=smooth_radius, eps=eps)
+        disparity = np.where(keep, disparity, refined)
     elif factor != 1.0:
         disparity = _edge_aware_smooth(left_rgb, disparity, max(2, round(factor)), eps, wrap)
     return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32), sigma)
@@ -570,10 +587,10 @@ def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.
     input pixels per matched pixel; `wrap`: columns are periodic (ODS eyes); `turn`: the eyes' pixels per
     360 degrees along the rows (default: their width, equirect eyes).
 
-    Eyes wider than they were matched (`scale` > 1) are worked on at the matched size: there the
-    full-size pass's ramps across jumps are `scale` times narrower, so the step finds more of them, for
-    about 1 / scale**2 of the work. The pixels it changes are brought back up (nearest, pixel centres
-    aligned) and the others keep their full-size disparity."""
+    Eyes wider than they were matched (`scale` > 1) are worked on at the matched size (`matched.eyes`,
+    where the match kept them): there a jump's ramp spans `scale` times fewer pixels, so the step finds
+    more of them, for about 1 / scale**2 of the work. The pixels it changes are brought back up
+    (nearest, pixel centres aligned) and the others keep their full-size disparity."""
     if scale <= 1.0:
         return _snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn)
     import cv2
@@ -592,8 +609,10 @@ def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.
     small = DisparityMap(down(matched.disparity) / factor, down(matched.mask.view(np.uint8)) > 0, matched.confidence,
                          None if sigma is None else sigma / factor)
     small_rows = None if rows is None else np.asarray(rows, bool)[_nearest_source(size[1], height)]
-    snapped = _snap_edges(small, down(left_rgb), down(right_rgb), small_rows, 1.0, wrap,
-                             None if turn is None else max(1, round(turn / float(factor))))
+    same = matched.eyes is not None and matched.eyes[0].shape[:2] == small.disparity.shape
+    small_left, small_right = matched.eyes if same else (down(left_rgb), down(right_rgb))
+    snapped = _snap_edges(small, small_left, small_right, small_rows, 1.0, wrap,
+                          None if turn is None else max(1, round(turn / float(factor))))
     ys, xs = np.nonzero((snapped.disparity != small.disparity) | (snapped.mask != small.mask))
     disparity, mask = matched.disparity.copy(), matched.mask.copy()
     sigma = None if matched.sigma is None else matched.sigma.copy()
@@ -608,7 +627,7 @@ def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.
             disparity[at], mask[at] = values[pick], on_mask[pick]
             if sigma is not None:
                 sigma[at] = 0.0
-    return dataclasses.replace(matched, disparity=disparity, mask=mask, sigma=sigma)
+    return dataclasses.replace(matched, disparity=disparity, mask=mask, sigma=sigma, eyes=None)
 
 
 def _nearest_source(size: int, source_size: int) -> np.ndarray:

@@ -30,7 +30,7 @@ import numpy as np
 from ..parallel_rows import map_row_chunks
 from ..postprocess.edges import JUMP, jump_band, scaled_pixels
 
-REACH_PX, RADIUS_PX = 5, 32
+REACH_PX, RADIUS_PX = 7, 32
 # Jumps are looked for over 2 * WINDOW_PX + 1 columns: the matcher's smoothing spreads them.
 WINDOW_PX = 2
 # Disparities below this count as this much when looking for jumps: far surfaces (about 10 m in a

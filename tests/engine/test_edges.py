@@ -14,8 +14,8 @@ layouts of issue 12 (seeds 1 and 2), ODS at 2048 x 1024 per eye. Sources: `--mod
 stereo-guided with issue 4's oracle network (the sky oracle of issue 12 outdoors), and a metric
 oracle (true planar depth per view, 0.5% noise) through the monocular fusion. Run with
 `pytest -s` for the figures. The assertions are what holds (README, "Depth edges"), with a
-little margin: stereo's edge step at least halves the wrong-side share in the rooms (to <= 17%),
-keeps every sphere's IoU >= 0.93 there and improves the mean IoU; outdoors it takes a little off
+little margin: stereo's edge step at least halves the wrong-side share in the rooms (to <= 16%),
+keeps every sphere's IoU >= 0.92 there (room 2's pole: 0.924) and improves the mean IoU; outdoors it takes a little off
 the wrong-side share and no IoU; away from the edges AbsRel stays within 0.1 point of the
 matcher's own. The oracles stay within the issue's targets (wrong side <= 5%, IoU >= 0.95
 stereo-guided in rooms, >= 0.97 metric). Outdoors the stereo-guided depth puts the sky at a
@@ -216,6 +216,31 @@ def test_eyes_wider_than_matched_get_the_edge_step_at_the_matched_size():
     assert (rolled.disparity == np.roll(out.disparity, 400, 1)).mean() > 0.999
 
 
+def test_the_sub_pixel_pass_keeps_the_matchers_jumps(monkeypatch):
+    """A textured near box (disparity 12) before a wall (4), matched as ODS eyes are: within a few
+    pixels of the match's jumps the sub-pixel pass keeps the match, so the box's sides stay jumps (a few
+    intermediate pixels per row) instead of the ramps its smoothing and window make of them."""
+    from depth360.estimators.stereo import matching
+
+    height, width = 512, 1024
+    wall, front = _textures(height, width, 7)
+    near = np.zeros((height, width), bool)
+    near[160:352, 400:560] = True
+    columns = np.arange(width)
+    left = np.where(near[..., None], front[:, (columns - 12) % width], wall[:, (columns - 4) % width])
+    right = np.where(np.roll(near, -12, 1)[..., None], front, wall)
+
+    def intermediate_per_row() -> float:
+        matched = matching.match_disparity(left, right, min_disparity=-2, max_disparity=24, wrap=True,
+                                           **matching.ODS_MATCHING)
+        inside = matched.disparity[200:312]  # away from the box's top and bottom
+        return float(np.median(((inside > 5) & (inside < 11)).sum(axis=1)))
+
+    kept = intermediate_per_row()
+    monkeypatch.setattr(matching, "KEEP_JUMP", np.inf)  # nothing kept: the pass smooths across the jumps
+    assert kept <= 6 and intermediate_per_row() >= 15
+
+
 def test_the_figures_score_a_known_case():
     height, width = 64, 128
     near = _square(height, width, left=50)
@@ -339,7 +364,7 @@ def test_edges_of_every_source_on_the_projects_renders(tmp_path, scene):
     assert after["wrong"] <= 0.95 * before["wrong"] and np.mean(after["iou"]) >= np.mean(before["iou"])
     assert after["absrel"] <= before["absrel"] + 0.001  # away from the edges: within 0.1 point
     if scene.startswith("room"):  # outdoors most wrong pixels are beyond stereo's range (the horizon)
-        assert after["wrong"] <= min(0.17, 0.5 * before["wrong"]) and min(after["iou"]) >= 0.93
+        assert after["wrong"] <= min(0.16, 0.5 * before["wrong"]) and min(after["iou"]) >= 0.92
         assert np.mean(after["iou"]) > np.mean(before["iou"]) + 0.05
     for source in ("stereo-guided", "metric oracle") if scene.startswith("room") else ("metric oracle",):
         result = results[source, "auto"]

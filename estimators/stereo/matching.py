@@ -37,13 +37,13 @@ LOW_COVERAGE_WARNING = 0.05
 # itself (one standard deviation, subpixel.cost_fit): too little texture for how far it is.
 MAX_RELATIVE_SIGMA = 0.05
 
-# Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
-# accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
 # Within `keep_px` (pixels of a 2048-wide match) of the match's jumps (a ratio over 1 + KEEP_JUMP within
 # three columns or rows, disparities below KEEP_FLOOR_PX counted as that much) the sub-pixel pass keeps
 # the match: its smoothing and its window would spread each jump into a ramp three or four times
 # wider, which the edge step (snap_match_edges) no longer finds as a jump.
 KEEP_JUMP, KEEP_FLOOR_PX = 0.2, 4.0
+# Matching settings for ODS eyes: small disparities (a few pixels for a room) need sub-pixel
+# accuracy, so match colour with large blocks and strong smoothness, then re-fit fractions.
 ODS_MATCHING = dict(block_size=9, colour=True, denoise=True, smoothness=(16.0, 64.0), median_radius=6,
                     median_downscale=2, refine_radius=8, smooth_radius=4, keep_px=3)
 
@@ -603,12 +603,13 @@ def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.
         return cv2.resize(values, size, interpolation=cv2.INTER_AREA)
 
     row_source, col_source = _nearest_source(height, size[1]), _nearest_source(width, size[0])
+    nearest_row, nearest_col = _nearest_source(size[1], height), _nearest_source(size[0], width)
     # Only whether a pixel is measurable depends on sigma: the nearest full-size pixel's tells it.
-    sigma = None if matched.sigma is None else matched.sigma[_nearest_source(size[1], height)[:, None],
-                                                             _nearest_source(size[0], width)]
-    small = DisparityMap(down(matched.disparity) / factor, down(matched.mask.view(np.uint8)) > 0, matched.confidence,
-                         None if sigma is None else sigma / factor)
-    small_rows = None if rows is None else np.asarray(rows, bool)[_nearest_source(size[1], height)]
+    sigma = None if matched.sigma is None else matched.sigma[nearest_row[:, None], nearest_col] / factor
+    disparity = down(matched.disparity) / factor
+    # The step reads neither the confidence nor the eyes of the match.
+    small = DisparityMap(disparity, down(matched.mask.view(np.uint8)) > 0, np.zeros_like(disparity), sigma)
+    small_rows = None if rows is None else np.asarray(rows, bool)[nearest_row]
     same = matched.eyes is not None and matched.eyes[0].shape[:2] == small.disparity.shape
     small_left, small_right = matched.eyes if same else (down(left_rgb), down(right_rgb))
     snapped = _snap_edges(small, small_left, small_right, small_rows, 1.0, wrap,

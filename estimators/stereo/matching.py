@@ -420,24 +420,26 @@ def _to_full_size(matched: DisparityMap, small_left: np.ndarray, left_rgb: np.nd
     height, width = left_rgb.shape[:2]
     disparity, agree, confidence, sigma = matched.disparity, matched.mask, matched.confidence, None
     factor = width / disparity.shape[1]
-    keep = np.zeros(disparity.shape, bool)
-    if refine_radius and keep_px:  # the sub-pixel pass keeps the match near its jumps (ODS_MATCHING)
+    keep = None  # where the sub-pixel pass keeps the match: near its jumps (ODS_MATCHING)
+    if refine_radius and keep_px:
         from ..postprocess.edges import jump_band, scaled_pixels
 
         keep = jump_band(np.maximum(disparity, np.float32(KEEP_FLOOR_PX * disparity.shape[1] / 2048)),
                          scaled_pixels(keep_px, disparity.shape[1]), wrap, KEEP_JUMP, window=1)
     if refine_radius:  # the start of the sub-pixel pass: smooth, at the matched size
-        disparity = np.where(keep, disparity, _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap))
+        smoothed = _edge_aware_smooth(small_left, disparity, smooth_radius, eps, wrap)
+        disparity = smoothed if keep is None else np.where(keep, disparity, smoothed)
     if disparity.shape[1] != width:
         disparity = _upsample(disparity, width, height, wrap) * np.float32(factor)
         size = (width, height)
         agree = cv2.resize(agree.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).astype(bool)
         confidence = cv2.resize(confidence.astype(np.float32), size, interpolation=cv2.INTER_LINEAR)
-        keep = cv2.resize(keep.view(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).view(bool)
+        if keep is not None:
+            keep = cv2.resize(keep.view(np.uint8), size, interpolation=cv2.INTER_NEAREST_EXACT).view(bool)
     if refine_radius:
         refined, sigma = refine_full_resolution(left_rgb, right_rgb, disparity, wrap=wrap, radius=refine_radius,
                                                 smooth_radius=smooth_radius, eps=eps)
-        disparity = np.where(keep, disparity, refined)
+        disparity = refined if keep is None else np.where(keep, disparity, refined)
     elif factor != 1.0:
         disparity = _edge_aware_smooth(left_rgb, disparity, max(2, round(factor)), eps, wrap)
     return DisparityMap(disparity.astype(np.float32), agree, np.clip(confidence, 0, 1).astype(np.float32), sigma)

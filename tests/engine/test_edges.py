@@ -377,19 +377,12 @@ def test_eyes_wider_than_matched_are_snapped_at_the_matched_size_on_a_render(mon
     matched size leaves no more wrong-side pixels than the same step at the full size did, keeps every
     sphere's IoU >= 0.93 and AbsRel off the edges within 0.1 point of it."""
     from depth360.estimators.stereo import matching
-    from depth360.estimators.stereo.ods_geometry import ods_distance_from_disparity
 
-    pair, size = _pair("room 1", 3072), (3072, 1536)
-    left, right, truth, rays = pair.left_rgb, pair.right_rgb, pair.left_distance, pair.left_ray.astype(np.float64)
-    spheres = ef.straddling_spheres(truth, pair.left_object_index, rays)
-    theta = np.pi * (np.arange(size[1]) + 0.5) / size[1]
+    pair = _pair("room 1", 3072)
 
     def figures() -> dict:
-        result = matching.estimate_stereo_equirect(left, right, check_eye_order=False)
-        raw = ods_distance_from_disparity(result.disparity * np.float32(2 * np.pi / size[0]), theta[:, None])
-        return {"wrong": ef.wrong_side_share(raw, truth),
-                "iou": [ef.composite_iou(result.distance, truth, rays, sphere) for sphere in spheres],
-                "absrel": ef.outside_band_absrel(result.distance, truth, result.mask, max_distance=20.0)}
+        result = matching.estimate_stereo_equirect(pair.left_rgb, pair.right_rgb, check_eye_order=False)
+        return _figures(result.distance, result.mask, pair)
 
     matched_size = figures()
     with monkeypatch.context() as patch:  # the same step on the full-size disparity

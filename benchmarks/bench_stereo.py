@@ -3,7 +3,7 @@
 Not a test: prints figures. The frame is synthetic (a multi-scale colour texture seen by two
 eyes with room-like disparities of 3 to 36 pixels), so the script needs no renders or files:
 
-    .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges]
+    .venv/bin/python benchmarks/bench_stereo.py [--repeats 5] [--max-match-width 2048] [--edges [--segment]]
         [--scenes room:0,outdoor:1] [--keep-freed-memory]
 
 `--edges`: the cost of issue 15's edge step (stereo.occlusion_edges and stereo.colour_edges, what
@@ -12,7 +12,8 @@ estimate with `edges=False` and with `edges=True`, at the engine's (and the pipe
 ODS geometry, and the step's own seconds inside the runs with it. The synthetic frame has few depth jumps (a band of boxes), so the step has little
 to do there; `--scenes` times it on the edge tests' ODS renders instead (tests/engine/test_edges:
 `room:SEED` random rooms, `outdoor:SEED` landscapes, 2048 per eye, bicubic to `--eye-width`),
-which needs bpy (.venv) or the renders' disk cache.
+which needs bpy (.venv) or the renders' disk cache. `--segment`: the step with the segmentation of
+`--edges snap` (stereo.segmented_edges) against none.
 """
 
 from __future__ import annotations
@@ -75,6 +76,8 @@ def main() -> None:
                         help="match at most this wide (default: the engine's default)")
     parser.add_argument("--edges", action="store_true", help="time the edge step: with and without, side by side")
     parser.add_argument("--scenes", default=None, help="with --edges: project renders (room:SEED,outdoor:SEED)")
+    parser.add_argument("--segment", action="store_true",
+                        help="with --edges: the step of --edges snap (with the segmentation of the plate)")
     parser.add_argument("--keep-freed-memory", action="store_true",
                         help="keep freed memory between frames, as the depth360 command does (cli.allocator)")
     args = parser.parse_args()
@@ -87,7 +90,7 @@ def main() -> None:
                   [rendered_top_bottom_frame(scene, args.eye_width) for scene in args.scenes.split(",")])
         for name, frame in frames:
             print(f"{name}:")
-            edge_step_cost(frame, args.repeats)
+            edge_step_cost(frame, args.repeats, args.segment)
         return
 
     frame = synthetic_top_bottom_frame(args.eye_width)
@@ -130,7 +133,7 @@ def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarr
     return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame
 
 
-def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
+def edge_step_cost(frame: np.ndarray, repeats: int, segment: bool = False) -> None:
     """Median seconds per frame without and with the edge step, alternating, the overhead, and the step's
     own seconds inside the runs with it (`matching.snap_match_edges` timed where the engine calls it:
     on a noisy machine the difference of two whole-frame medians scatters more than the step takes)."""
@@ -155,12 +158,13 @@ def edge_step_cost(frame: np.ndarray, repeats: int) -> None:
         for repeat in range(repeats):
             for edges in ((False, True) if repeat % 2 == 0 else (True, False)):
                 start = time.perf_counter()
-                estimate_stereo_equirect(left, right, edges=edges)
+                estimate_stereo_equirect(left, right, edges=edges, segment=edges and segment)
                 seconds[edges].append(time.perf_counter() - start)
     finally:
         matching.snap_match_edges = snap
     without, with_ = statistics.median(seconds[False]), statistics.median(seconds[True])
-    print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each")
+    print(f"stereo ODS {left.shape[1]}x{left.shape[0]} per eye, {os.cpu_count()} CPU cores, {repeats} runs each; "
+          f"the step {'with' if segment else 'without'} the segmentation (--edges {'snap' if segment else 'auto'})")
     print(f"without the edge step: median {without:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[False])})")
     print(f"with the edge step:    median {with_:.2f} s ({', '.join(f'{s:.2f}' for s in seconds[True])})")
     print(f"edge step: +{with_ - without:.2f} s, {100 * (with_ / without - 1):+.1f}%; load average "

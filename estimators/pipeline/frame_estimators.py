@@ -262,7 +262,8 @@ class StereoFrameEstimator(StereoFrames):
     and baseline, so the kind is relative-disparity. The depth belongs to the left eye
     (`depth_frame`). The eye order is checked on the first frame only; `warn(message)`
     receives each warning (default: warnings.warn). `edges`: the 360 (ODS) and VR180 eyes' depth
-    jumps re-matched and cut at the plate's colour edges (stereo.matching.snap_match_edges).
+    jumps re-matched and cut at the plate's colour edges (stereo.matching.snap_match_edges); `segment`: then
+    settled by a colour segmentation of the plate (stereo.segmented_edges; --edges snap).
     """
 
     batch_size = 1
@@ -270,7 +271,7 @@ class StereoFrameEstimator(StereoFrames):
     def __init__(self, layout: str, *, projection: Literal["equirect", "perspective"] = "equirect",
                  ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                  min_distance: float = STEREO_NEAR, max_distance: float = STEREO_FAR,
-                 warn: Callable[[str], None] | None = None, edges: bool = True):
+                 warn: Callable[[str], None] | None = None, edges: bool = True, segment: bool = False):
         if layout not in STEREO_LAYOUTS:
             raise ValueError(f"layout must be one of {', '.join(STEREO_LAYOUTS)}, got {layout!r}")
         if projection not in ("equirect", "perspective") or (layout == "vr180" and projection != "equirect"):
@@ -282,7 +283,7 @@ class StereoFrameEstimator(StereoFrames):
         self.pole_merge = pole_merge
         self.min_distance, self.max_distance = float(min_distance), float(max_distance)
         self.warn = warn
-        self.edges = bool(edges)
+        self.edges, self.segment = bool(edges), bool(edges) and bool(segment)
         self._checked_eye_order = False
 
     def _estimate_one(self, frame: np.ndarray) -> FramePrediction:
@@ -299,13 +300,14 @@ class StereoFrameEstimator(StereoFrames):
         check = not self._checked_eye_order
         if self.layout == "vr180":
             depth = estimate_stereo_vr180(left, right, ipd=self.ipd, min_distance=self.min_distance,
-                                          max_distance=self.max_distance, check_eye_order=check, edges=self.edges)
+                                          max_distance=self.max_distance, check_eye_order=check, edges=self.edges,
+                                          segment=self.segment)
             inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
             prediction = FramePrediction(inverse, depth.mask.copy())
         elif self.projection == "equirect":
             depth = estimate_stereo_equirect(left, right, ipd=self.ipd, pole_merge=self.pole_merge,
                                              min_distance=self.min_distance, max_distance=self.max_distance,
-                                             check_eye_order=check, edges=self.edges)
+                                             check_eye_order=check, edges=self.edges, segment=self.segment)
             inverse = np.where(depth.mask, 1.0 / depth.distance, 0.0).astype(np.float32)
             prediction = FramePrediction(inverse, depth.mask.copy())
         else:
@@ -322,6 +324,9 @@ class StereoFrameEstimator(StereoFrames):
         described = {"name": spec.name, "title": spec.title, "kind": self.kind, "license": spec.license,
                      "commercial_use": spec.commercial_use, "adapter": "stereo matching", "layout": self.layout,
                      "projection": self.projection, "eye": "left"}
+        if self.projection == "equirect":  # what the ODS and VR180 eyes' edge step did (--edges)
+            described["edges"] = ("none" if not self.edges else "re-matched and cut, then segmented" if self.segment
+                                  else "re-matched and cut")
         if self.layout == "vr180":
             described.update(vr180_description(self.ipd, self.min_distance, self.max_distance))
         elif self.projection == "equirect":
@@ -541,7 +546,7 @@ def build_frame_estimator(request: EstimateRequest, estimator, warn: Callable[[s
         far = request.far if request.far is not None else STEREO_FAR
         return StereoFrameEstimator(request.layout, projection=request.projection, ipd=request.ipd,
                                     pole_merge=request.pole_merge, min_distance=near, max_distance=far, warn=warn,
-                                    edges=request.edges != "none")
+                                    edges=request.edges != "none", segment=request.edges == "snap")
     if has_clip(estimator):
         if request.projection == "perspective":
             return ClipFrameEstimator(estimator)

@@ -71,7 +71,7 @@ OPTION_NAMES = {
     "model.layout": "--layout", "model.ipd": "--ipd", "model.pole_merge": "--pole-merge",
     "model.min_distance": "--near", "model.max_distance": "--far", "depth.near": "--near",
     "depth.far": "--far", "depth.smoothing": "--smoothing", "depth.sky": "--sky", "depth.refine": "--refine",
-    "depth.calibrated": "--near/--far", "depth.kind": "--model",
+    "depth.calibrated": "--near/--far", "depth.kind": "--model", "depth.edges": "--edges", "model.edges": "--edges",
     "input.bytes": "the input file (its size)", "input.modified_ns": "the input file (modified since)",
 }
 

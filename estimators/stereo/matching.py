@@ -582,19 +582,20 @@ def measurable_disparity(matched: DisparityMap, scale: float = 1.0) -> np.ndarra
 
 
 def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray | None,
-                     scale: float, wrap: bool, turn: int | None = None) -> DisparityMap:
+                     scale: float, wrap: bool, turn: int | None = None, segment: bool = False) -> DisparityMap:
     """The match with its occlusion edges re-matched (stereo.occlusion_edges) on the eyes' luminance, blurred
     a little (as for the sub-pixel pass), then its jumps cut at the left plate's colour edges
     (stereo.colour_edges). Rows are epipolar lines; `rows`: those stereo measures (None: all); `scale`:
     input pixels per matched pixel; `wrap`: columns are periodic (ODS eyes); `turn`: the eyes' pixels per
-    360 degrees along the rows (default: their width, equirect eyes).
+    360 degrees along the rows (default: their width, equirect eyes); `segment`: then settle the jumps by
+    a colour segmentation of the left plate (stereo.segmented_edges).
 
     Eyes wider than they were matched (`scale` > 1) are worked on at the matched size (`matched.eyes`,
     where the match kept them): there a jump's ramp spans `scale` times fewer pixels, so the step finds
     more of them, for about 1 / scale**2 of the work. The pixels it changes are brought back up
     (nearest, pixel centres aligned) and the others keep their full-size disparity."""
     if scale <= 1.0:
-        return _snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn)
+        return _snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn, segment)
     import cv2
 
     height, width = matched.disparity.shape
@@ -615,7 +616,7 @@ def snap_match_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.
     same = matched.eyes is not None and matched.eyes[0].shape[:2] == small.disparity.shape
     small_left, small_right = matched.eyes if same else (down(left_rgb), down(right_rgb))
     snapped = _snap_edges(small, small_left, small_right, small_rows, 1.0, wrap,
-                          None if turn is None else max(1, round(turn / float(factor))))
+                          None if turn is None else max(1, round(turn / float(factor))), segment)
     ys, xs = np.nonzero((snapped.disparity != small.disparity) | (snapped.mask != small.mask))
     disparity, mask = matched.disparity.copy(), matched.mask.copy()
     sigma = None if matched.sigma is None else matched.sigma.copy()
@@ -644,13 +645,14 @@ def _spans(source: np.ndarray, source_size: int) -> tuple[np.ndarray, np.ndarray
 
 
 def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarray, rows: np.ndarray | None,
-                scale: float, wrap: bool, turn: int | None) -> DisparityMap:
+                scale: float, wrap: bool, turn: int | None, segment: bool = False) -> DisparityMap:
     """snap_match_edges at the eyes' own size."""
     import cv2
 
     from ..parallel_rows import map_threads
     from .colour_edges import snap_to_colour_edges
     from .occlusion_edges import snap_stereo_edges
+    from .segmented_edges import segment_jumps
     from .subpixel import BLUR_SIGMA
 
     def blurred_gray(eye: np.ndarray) -> np.ndarray:
@@ -663,6 +665,10 @@ def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarr
     reliable = mask & (decided | measurable_disparity(matched, scale))
     disparity, mask, cut = snap_to_colour_edges(disparity, mask, left_rgb, wrap=wrap, reliable=reliable, rows=rows,
                                             turn=turn)
+    if segment:
+        disparity, mask, segmented = segment_jumps(disparity, mask, left_rgb, wrap=wrap, reliable=reliable | cut,
+                                                   rows=rows, turn=turn)
+        cut |= segmented
     # The decided pixels took a surface's disparity: the sub-pixel fit's precision is not theirs.
     decided |= cut
     sigma = None if matched.sigma is None else np.where(decided, 0.0, matched.sigma).astype(np.float32)
@@ -680,7 +686,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                              pole_merge: tuple[float, float] | None = (60.0, 75.0),
                              convergence_distance: float | None = None, min_distance: float = 0.5,
                              max_distance: float = 100.0, max_match_width: int | None = 2048,
-                             check_eye_order: bool = True, edges: bool = True, **options) -> StereoDepth:
+                             check_eye_order: bool = True, edges: bool = True, segment: bool = False,
+                             **options) -> StereoDepth:
     """Metric distance of the left eye of an ODS equirect pair (each eye H x 2H, same size).
 
     `ipd` is the eye separation in metres, `pole_merge` Blender's (from, to) pole-merge angles in
@@ -688,7 +695,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     `min_distance` are out of the search range; invalid pixels (pole rows, unmatched, beyond
     `max_distance`) get `max_distance` and mask False. `edges`: re-match the pixels near depth jumps
     and cut each jump at the plate's colour edge, so that occlusion edges lie on the plate's
-    (stereo.occlusion_edges, stereo.colour_edges; False: the block matcher's fattened edges).
+    (stereo.occlusion_edges, stereo.colour_edges; False: the block matcher's fattened edges); with
+    `segment`, then settle them by a colour segmentation of the plate (stereo.segmented_edges).
     """
     left_rgb, right_rgb = check_stereo_pair(left, right)
     height, width = left_rgb.shape[:2]
@@ -709,7 +717,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                               wrap=True, max_match_width=max_match_width, **settings)
     matched_width = min(width, max_match_width or width)
     if edges:
-        matched = snap_match_edges(matched, left_rgb, right_rgb, informative, width / matched_width, wrap=True)
+        matched = snap_match_edges(matched, left_rgb, right_rgb, informative, width / matched_width, wrap=True,
+                                   segment=segment)
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     measurable = measurable_disparity(matched, width / matched_width)

@@ -52,14 +52,16 @@ def check_vr180_eye(width: int, height: int) -> None:
 
 def estimate_stereo_vr180(left: np.ndarray, right: np.ndarray, *, ipd: float = 0.064, min_distance: float = 0.5,
                           max_distance: float = 100.0, max_match_width: int | None = 2048,
-                          check_eye_order: bool = True, edges: bool = True, **options) -> StereoDepth:
+                          check_eye_order: bool = True, edges: bool = True, segment: bool = False,
+                          **options) -> StereoDepth:
     """Metric distance from the left eye of a VR180 pair (each eye W x W, the same size).
 
     `ipd`: the eyes' separation in metres. Objects nearer than `min_distance` are out of the
     search range; invalid pixels (unmatched, toward the epipoles, beyond `max_distance`, sky)
     get `max_distance` and mask False. `disparity` is in pixels of the rectified eye. `edges`: the
     depth jumps re-matched and cut at the plate's colour edges on the rectified eyes, as for ODS eyes
-    (matching.snap_match_edges; False: the block matcher's fattened edges).
+    (matching.snap_match_edges; False: the block matcher's fattened edges); `segment`: then settled by a
+    colour segmentation of the left eye (stereo.segmented_edges).
     """
     left_rgb, right_rgb = check_stereo_pair(left, right)
     size = left_rgb.shape[0]
@@ -78,7 +80,7 @@ def estimate_stereo_vr180(left: np.ndarray, right: np.ndarray, *, ipd: float = 0
     matched_width = min(size, max_match_width or size)
     if edges:
         matched = snap_match_edges(matched, rect_left, rect_right, None, size / matched_width, wrap=False,
-                                   turn=2 * size)  # a rectified row spans 180 degrees
+                                   turn=2 * size, segment=segment)  # a rectified row spans 180 degrees
     radians = matched.disparity * np.float32(1.0 / pixels)
     distance = vr180_distance_from_disparity(radians, gamma[None, :], ipd=ipd, max_distance=max_distance)
     measurable = measurable_disparity(matched, size / matched_width)

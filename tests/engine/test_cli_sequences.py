@@ -222,8 +222,11 @@ def test_stereo_top_bottom_sequence(tmp_path):
     assert preview.shape == (256, 1024, 3)  # the left eye beside its depth
     sidecar = json.loads((out / "stereo" / "stereo.json").read_text())
     assert sidecar["model"]["adapter"] == "stereo matching" and sidecar["model"]["layout"] == "top-bottom"
+    assert sidecar["model"]["edges"] == "re-matched and cut"  # --edges auto
     depth = sidecar["recorded_options"]["depth"]
     assert depth["near"] == STEREO_NEAR and depth["far"] == STEREO_FAR
+    other = _depth360(str(folder), "-o", str(out), "--model", "stereo", "--layout", "top-bottom", "--edges", "snap")
+    assert other.returncode == 2 and "--edges 're-matched and cut' -> 're-matched and cut, then segmented'" in other.stderr
 
     mono = tmp_path / "mono"
     mono.mkdir()

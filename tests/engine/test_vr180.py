@@ -98,7 +98,8 @@ def test_vr180_stereo_is_metric_within_8_m(tmp_path):
 @pytest.mark.slow
 def test_vr180_stereo_edges_move_onto_the_plates(tmp_path):
     """Issue 15 for VR180: the edge step on the rectified eyes (sizes at VR180's 180 degrees per eye
-    width), through the CLI with --edges auto and none; scored as the ODS rooms are (tests.engine.test_edges)."""
+    width), through the CLI with --edges none, auto and snap (the plate's segmentation as well); scored as the
+    ODS rooms are (tests.engine.test_edges)."""
     from tests.engine import edge_figures as ef
 
     rendered = pair()
@@ -106,7 +107,7 @@ def test_vr180_stereo_edges_move_onto_the_plates(tmp_path):
     truth, rays = np.asarray(rendered.left_distance), np.asarray(rendered.left_ray).astype(np.float64)
     spheres = ef.straddling_spheres(truth, np.asarray(rendered.left_object_index), rays, wrap=False)
     results = {}
-    for edges in ("none", "auto"):
+    for edges in ("none", "auto", "snap"):
         distance, mask = run_still(path, tmp_path / edges, model="stereo", layout="vr180", edges=edges)
         results[edges] = {"wrong": ef.wrong_side_share(distance, truth, wrap=False),
                           "iou": [ef.composite_iou(distance, truth, rays, sphere) for sphere in spheres],
@@ -117,6 +118,8 @@ def test_vr180_stereo_edges_move_onto_the_plates(tmp_path):
     before, after = results["none"], results["auto"]
     assert after["wrong"] <= 0.85 * before["wrong"] and np.mean(after["iou"]) >= np.mean(before["iou"]) + 0.03
     assert after["absrel"] <= before["absrel"] + 0.001
+    segmented = results["snap"]
+    assert segmented["wrong"] <= after["wrong"] and segmented["absrel"] <= before["absrel"] + 0.001
 
 
 @pytest.mark.slow

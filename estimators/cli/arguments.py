@@ -133,8 +133,8 @@ def _estimate_parser(commands) -> None:
                            help="edge-aware refinement of each frame's depth at full size")
     estimate.add_argument("--edges", choices=EDGE_MODES, default="auto",
                           help="auto (default): 360 and VR180 stereo's fattened occlusion edges matched again; snap: also "
-                               "stereo's depth jumps settled by a segmentation of the picture (about a quarter "
-                               "more time per frame) and a network's smeared edges snapped to the picture's (on "
+                               "stereo's depth jumps settled by a segmentation of the picture (about a tenth "
+                               "more per stereo frame) and a network's smeared edges snapped to the picture's (on "
                                "the CPU); none: as estimated")
     add_cluster_arguments(estimate)
 

@@ -21,8 +21,9 @@ pixel of its crop that kept that side, and is on the mask; a near run narrower t
 along its row (a pole) loses no pixel. Sizes are pixels of a 2048-wide eye (360 degrees), scaled
 with the pixels per turn; columns wrap for ODS eyes (no seam at 0/360 degrees).
 
-It costs 18-24% of a 4K stereo frame on two cores (GrabCut is most of it; the tiles run on
-OpenCV's threads), so it is the stereo part of `--edges snap`, not of the default.
+With it the stereo edge step takes 18-24% of a 4K frame on two cores, against 8-11% without
+(GrabCut is most of the difference; the tiles run on OpenCV's threads), so it is the stereo part
+of `--edges snap`, not of the default.
 """
 
 from __future__ import annotations

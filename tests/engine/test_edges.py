@@ -439,8 +439,9 @@ def test_eyes_wider_than_matched_are_snapped_at_the_matched_size_on_a_render(mon
 
     matched_size = figures()
     with monkeypatch.context() as patch:  # the same step on the full-size disparity
-        patch.setattr(matching, "snap_match_edges", lambda matched, left_rgb, right_rgb, rows, scale, wrap, turn=None:
-                      matching._snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn))
+        patch.setattr(matching, "snap_match_edges",
+                      lambda matched, left_rgb, right_rgb, rows, scale, wrap, turn=None, segment=False:
+                      matching._snap_edges(matched, left_rgb, right_rgb, rows, scale, wrap, turn, segment))
         full_size = figures()
     print(f"\nroom 1 at 3072: wrong side {full_size['wrong']:.1%} with the step at the full size, "
           f"{matched_size['wrong']:.1%} at the matched size; IoU {matched_size['iou']}")

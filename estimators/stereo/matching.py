@@ -652,7 +652,6 @@ def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarr
     from ..parallel_rows import map_threads
     from .colour_edges import snap_to_colour_edges
     from .occlusion_edges import snap_stereo_edges
-    from .segmented_edges import segment_jumps
     from .subpixel import BLUR_SIGMA
 
     def blurred_gray(eye: np.ndarray) -> np.ndarray:
@@ -666,6 +665,8 @@ def _snap_edges(matched: DisparityMap, left_rgb: np.ndarray, right_rgb: np.ndarr
     disparity, mask, cut = snap_to_colour_edges(disparity, mask, left_rgb, wrap=wrap, reliable=reliable, rows=rows,
                                             turn=turn)
     if segment:
+        from .segmented_edges import segment_jumps
+
         disparity, mask, segmented = segment_jumps(disparity, mask, left_rgb, wrap=wrap, reliable=reliable | cut,
                                                    rows=rows, turn=turn)
         cut |= segmented

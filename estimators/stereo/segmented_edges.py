@@ -50,33 +50,35 @@ MIN_VALID = 0.7
 THIN_PX = 16
 
 
+def _extremes(log_disparity: np.ndarray, valid: np.ndarray,
+              kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(high, low, jumps): the largest and smallest matched value within `kernel` around each pixel, and
+    where they differ by a ratio over 1 + JUMP (False where no matched pixel is near)."""
+    import cv2
+
+    high = cv2.dilate(np.where(valid, log_disparity, -np.inf).astype(np.float32), kernel)
+    low = cv2.erode(np.where(valid, log_disparity, np.inf).astype(np.float32), kernel)
+    with np.errstate(invalid="ignore", over="ignore"):  # no matched pixel in the window: +-inf
+        jumps = np.isfinite(high) & np.isfinite(low) & (high - low > np.float32(np.log1p(JUMP)))
+    return high, low, jumps
+
+
 def _band(log_disparity: np.ndarray, valid: np.ndarray, window: int, reach: int) -> np.ndarray:
     """Bool: within `reach` of a jump by JUMP over 2 * window + 1 columns or 3 rows (matched pixels only)."""
     import cv2
 
-    high_of = np.where(valid, log_disparity, -np.inf).astype(np.float32)
-    low_of = np.where(valid, log_disparity, np.inf).astype(np.float32)
-    jumps = np.zeros(log_disparity.shape, bool)
-    for kernel in (np.ones((1, 2 * window + 1), np.uint8), np.ones((3, 1), np.uint8)):
-        high, low = cv2.dilate(high_of, kernel), cv2.erode(low_of, kernel)
-        with np.errstate(invalid="ignore", over="ignore"):  # no matched pixel in the window: +-inf
-            jumps |= np.isfinite(high) & np.isfinite(low) & (high - low > np.float32(np.log1p(JUMP)))
+    jumps = (_extremes(log_disparity, valid, np.ones((1, 2 * window + 1), np.uint8))[2]
+             | _extremes(log_disparity, valid, np.ones((3, 1), np.uint8))[2])
     return cv2.dilate(jumps.view(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
 
 
 def _sides(log_disparity: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
     """Bool: near of the divide of the nearest jump (the mean log of the largest and smallest matched
     disparity within `radius` of a pixel where they differ by JUMP)."""
-    import cv2
-
-    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
-    high = cv2.dilate(np.where(valid, log_disparity, -np.inf).astype(np.float32), kernel)
-    low = cv2.erode(np.where(valid, log_disparity, np.inf).astype(np.float32), kernel)
-    with np.errstate(invalid="ignore", over="ignore"):  # no matched pixel in the window: +-inf
-        jumps = np.isfinite(high) & np.isfinite(low) & (high - low > np.float32(np.log1p(JUMP)))
-        divide = np.where(jumps, (high + low) / 2, 0).astype(np.float32)
+    high, low, jumps = _extremes(log_disparity, valid, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
     if not jumps.any():
         return np.zeros(log_disparity.shape, bool)
+    divide = np.where(jumps, (high + low) / 2, 0).astype(np.float32)
     return log_disparity > _nearest_values(divide, jumps, np.ones(jumps.shape, bool)).reshape(jumps.shape)
 
 
@@ -151,7 +153,7 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
     band[:, :pad], band[:, pad + width:] = False, False  # each pixel is decided once, in its own column
-    plate = np.ascontiguousarray(np.round(np.clip(padded(np.asarray(rgb, np.float32)), 0, 1) * 255).astype(np.uint8))
+    plate = np.ascontiguousarray(padded(np.round(np.clip(np.asarray(rgb, np.float32), 0, 1) * 255).astype(np.uint8)))
     starts = [(top, left) for top in range(0, height, tile) for left in range(pad, pad + width, tile)
               if band[top:top + tile, left:min(left + tile, pad + width)].any()]
 

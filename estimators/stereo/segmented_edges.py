@@ -78,7 +78,8 @@ def _sides(log_disparity: np.ndarray, valid: np.ndarray, radius: int) -> np.ndar
     high, low, jumps = _extremes(log_disparity, valid, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
     if not jumps.any():
         return np.zeros(log_disparity.shape, bool)
-    divide = np.where(jumps, (high + low) / 2, 0).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # +inf + -inf where no matched pixel is near (not a jump)
+        divide = np.where(jumps, (high + low) / 2, 0).astype(np.float32)
     return log_disparity > _nearest_values(divide, jumps, np.ones(jumps.shape, bool)).reshape(jumps.shape)
 
 

@@ -19,7 +19,14 @@ matched pixels outside the band nearest to it left and right in its row (within 
   left or right side, SIDE_PX long, so that one lies on its own surface); the cheaper
   candidate wins.
 
-A pixel keeps its own disparity where the winner is within KEEP of it. Sizes are pixels of a
+A pixel keeps its own disparity where the winner is within KEEP of it. A pixel the matcher left
+unmatched joins the mask by a match again only within RIM_PX of a matched pixel (the rim the
+left-right check took off): deeper in an unmatched region, a textureless face, every candidate
+matches about as well, and the one it takes is a neighbour's bad match (measured: 1-2 m nearer
+than the truth over whole box faces of the outdoor renders). The occlusion geometry needs no
+texture: its near side joins the mask wherever it is. A matched pixel nearer than both
+candidates by JUMP is a thin nearer object within the band from both sides (a pole): no candidate
+stands for its surface, so it is not matched again (the colour cut narrows it). Sizes are pixels of a
 2048-wide eye (360 degrees), scaled with the pixels per turn. Columns wrap for ODS eyes (no seam at 0/360 degrees).
 """
 
@@ -48,10 +55,23 @@ MATCHED_COST, OCCLUDED_COST = 20.0, 1e9
 NOISE_COST = 3 * (1 / 255) ** 2
 # A pixel keeps its own disparity when the chosen candidate is within this share of it.
 KEEP = 0.05
+# An unmatched pixel joins the mask by a match again only within this distance of a matched one (pixels of
+# a 2048-wide eye).
+RIM_PX = 2
 
 
 def _wrapped(values: np.ndarray, pad: int) -> np.ndarray:
     return np.concatenate([values[:, -pad:], values, values[:, :pad]], axis=1) if pad else values
+
+
+def _rim(mask: np.ndarray, distance: int, wrap: bool) -> np.ndarray:
+    """Bool: matched, or within `distance` (a disk) of a matched pixel; columns wrap when `wrap`."""
+    import cv2
+
+    pad = min(distance, mask.shape[1]) if wrap else 0
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * distance + 1, 2 * distance + 1))
+    near = cv2.dilate(_wrapped(mask.view(np.uint8), pad), disk) > 0
+    return near[:, pad:pad + mask.shape[1]]
 
 
 def _candidates(disparity: np.ndarray, settled: np.ndarray, rows: np.ndarray, cols: np.ndarray, limit: int,
@@ -175,15 +195,15 @@ def _typical_cost(eyes: list[np.ndarray], disparity: np.ndarray, sure: np.ndarra
 Decision = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
-def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: list[np.ndarray], pad: tuple[int, int],
-            typical: float, eye_rows: np.ndarray, radius: int, wrap: bool) -> Decision:
+def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, rim: np.ndarray, eyes: list[np.ndarray],
+            pad: tuple[int, int], typical: float, eye_rows: np.ndarray, radius: int, wrap: bool) -> Decision:
     """snap_stereo_edges on rows of the eye (`eye_rows`: each row's index in the `eyes`, padded by `pad`;
-    `typical`: the median cost of a matched pixel): the band pixels (rows, cols) and their (disparity,
-    mask, decided)."""
+    `typical`: the median cost of a matched pixel; `rim`: the pixels a match again may put on the mask): the band
+    pixels (rows, cols) and their (disparity, mask, decided)."""
     rows, cols = np.nonzero(band)
     candidates = _candidates(disparity, mask & ~band, rows, cols, radius, wrap)
     near_side, occluded = _occlusion(candidates, mask, rows, cols, radius, wrap)
-    own, matched = disparity[rows, cols], mask[rows, cols]
+    own, matched, joins = disparity[rows, cols], mask[rows, cols], rim[rows, cols]
     out, out_mask = own.copy(), matched.copy()
     out[occluded] = candidates[0][occluded]
     out_mask[occluded] = False
@@ -191,10 +211,12 @@ def _decide(disparity: np.ndarray, mask: np.ndarray, band: np.ndarray, eyes: lis
     out_mask[near_side] = True
     with np.errstate(invalid="ignore"):
         spread = np.fmax(candidates[0], candidates[1]) > np.fmin(candidates[0], candidates[1]) * (1 + JUMP)
-    again = spread & ~near_side & ~occluded
+        thin = matched & (own > np.fmax(candidates[0], candidates[1]) * (1 + JUMP))
+    again = spread & ~near_side & ~occluded & ~thin
     if again.any():
         out[again], cost = _rematch(eyes, candidates[:, again], rows[again], cols[again], eye_rows, pad)
-        out_mask[again] = (matched[again] | (cost <= MATCHED_COST * typical)) & (cost <= OCCLUDED_COST * typical)
+        out_mask[again] = ((matched[again] | (joins[again] & (cost <= MATCHED_COST * typical)))
+                           & (cost <= OCCLUDED_COST * typical))
     keep = ~occluded & (np.abs(out - own) <= KEEP * np.abs(out))
     out[keep] = own[keep]
     return rows, cols, out, out_mask, near_side | occluded | again
@@ -225,9 +247,10 @@ def snap_stereo_edges(disparity: np.ndarray, mask: np.ndarray, left: np.ndarray,
     pad = (SIDE_PX + HALF_PX + 1, reach_x + SIDE_PX + HALF_PX + 2)
     eyes = _pad_eyes(left, right, pad, wrap)
     typical = _typical_cost(eyes, disparity[busy], mask[busy] & ~band[busy], busy, pad)
+    rim = _rim(mask, scaled_pixels(RIM_PX, turn), wrap)
 
     def decide(chunk: np.ndarray):
-        return _decide(disparity[chunk], mask[chunk], band[chunk], eyes, pad, typical, chunk, radius, wrap)
+        return _decide(disparity[chunk], mask[chunk], band[chunk], rim[chunk], eyes, pad, typical, chunk, radius, wrap)
 
     for chunk, (r, c, values, matched, changed) in map_row_chunks(decide, busy):
         out[chunk[r], c], out_mask[chunk[r], c], decided[chunk[r], c] = values, matched, changed

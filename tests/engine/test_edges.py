@@ -117,6 +117,66 @@ def test_the_stereo_edge_step_undoes_foreground_fattening():
     assert same.mean() > 0.999 and (rolled_mask == np.roll(out_mask, 300, 1)).all()  # wrapped: near-ties)
 
 
+def test_the_stereo_edge_step_leaves_a_textureless_face_unmatched_beyond_its_rim():
+    """A flat grey near face (disparity 12) before a textured wall (4), across the 0/360 wrap: the
+    matcher matched its left part to a wrong 30 px and left the rest unmatched, as on the outdoor
+    renders' box faces. Matched again, that grey matches any candidate: only the rim within RIM_PX
+    of a matched pixel may join the mask, the face's inside stays unmatched."""
+    from depth360.estimators.stereo.occlusion_edges import RIM_PX
+    from depth360.estimators.stereo.subpixel import prepare_eye
+
+    height, width, left_end = 128, 512, 500
+    wall, _ = _textures(height, width, 7)
+    face = np.zeros((height, width), bool)
+    face[32:96, np.arange(left_end, left_end + 60) % width] = True
+    columns = np.arange(width)
+    grey = np.full((height, width, 3), 0.5, np.float32)
+    right = np.where(np.roll(face, -12, 1)[..., None], grey, wall)
+    left = np.where(face[..., None], grey, wall[:, (columns - 4) % width])
+    bad = face & np.isin(columns, np.arange(left_end, left_end + 30) % width)[None, :]
+    unmatched = face & ~bad
+    disparity = np.where(bad, 30.0, 4.0).astype(np.float32)  # the unmatched pixels filled from the wall
+    out, out_mask, decided = snap_stereo_edges(disparity, ~unmatched, prepare_eye(left), prepare_eye(right),
+                                               wrap=True, **SIZES)
+    inside = unmatched & (_distance_to(~unmatched) > RIM_PX + 0.5)
+    assert (decided & unmatched).any()  # the step did look at the face
+    assert not out_mask[inside].any()
+    rolled = snap_stereo_edges(np.roll(disparity, 100, 1), np.roll(~unmatched, 100, 1), prepare_eye(np.roll(left, 100, 1)),
+                               prepare_eye(np.roll(right, 100, 1)), wrap=True, **SIZES)
+    assert (rolled[1] == np.roll(out_mask, 100, 1)).all()
+
+
+def _distance_to(source: np.ndarray) -> np.ndarray:
+    """Per pixel, the Euclidean distance to the nearest `source` pixel, columns wrapped."""
+    import cv2
+
+    width = source.shape[1]
+    tiled = np.concatenate([source, source, source], axis=1)
+    return cv2.distanceTransform((~tiled).view(np.uint8), cv2.DIST_L2, 5)[:, width:2 * width]
+
+
+def test_the_stereo_edge_step_keeps_a_thin_pole_between_two_walls():
+    """A pole 10 px wide (disparity 12), matched right, between a wall at 4 px on its left and one at
+    6 px on its right: the whole pole is within the step's band, and neither wall stands for it, so
+    it keeps its disparity (it used to take a wall's)."""
+    from depth360.estimators.stereo.subpixel import prepare_eye
+
+    height, width = 128, 512
+    wall, front = _textures(height, width, 8)
+    pole = np.zeros((height, width), bool)
+    pole[:, 250:260] = True
+    columns = np.arange(width)
+    behind = np.where(columns < 255, 4.0, 6.0)[None, :].repeat(height, 0)
+    truth = np.where(pole, 12.0, behind).astype(np.float32)
+    source = np.round(columns[None, :] - truth).astype(np.int64) % width  # left(x) = right(x - d)
+    right_scene = np.where((columns >= 238) & (columns < 248), 1, 0)[None, :].repeat(height, 0)
+    right = np.where(right_scene[..., None] > 0, front, wall)
+    left = np.take_along_axis(right, source[..., None].repeat(3, 2), axis=1)
+    mask = np.ones_like(pole)
+    out, _, _ = snap_stereo_edges(truth, mask, prepare_eye(left), prepare_eye(right), wrap=True, **SIZES)
+    np.testing.assert_array_equal(out[:, 250:260], 12.0)
+
+
 def test_the_colour_cut_puts_a_fattened_stereo_edge_on_the_plates_and_has_no_seam():
     """A near square (12 px) before a wall (4 px), its right edge on the 0/360 wrap, its disparity
     fattened 3 px on both sides and spread by a ramp: the rows' jumps go back to the plate's colour

@@ -19,13 +19,6 @@ relative network's ambiguity makes nearly constant) and a pull toward the frame'
 robust affine fit, where the stereo says nothing (poles, sky, textureless
 walls). Residuals are re-weighted (Cauchy) a few times so that stereo blunders and the
 network's own mistakes at object edges do not bend the field.
-
-The stereo measures within about 20 m, so on its own it leaves open where the field meets
-infinity: outdoors the far ground came out 10-30% too near at 50-150 m (an offset of about
-0.002 1/m in inverse distance). Where the frame has sky (the fusion's pixels at infinity) that
-the stereo does not match, its pixels are samples too: inverse distance 0, their residuals in
-units of the stereo's median inverse distance, all of them together weighing SKY_SHARE of the
-stereo's weight, and never re-weighted.
 """
 
 from __future__ import annotations
@@ -47,9 +40,6 @@ MAX_SAMPLES = 120_000
 SIGMA_FLOOR = 0.01
 # Fewer confident stereo pixels than this give no scale (an all-sky or textureless frame).
 MIN_SAMPLES = 64
-# The sky's samples (inverse distance 0) weigh this share of the stereo's in the fit, in all; at most
-# MAX_SKY_SAMPLES of them.
-SKY_SHARE, MAX_SKY_SAMPLES = 0.1, 20_000
 
 
 class NoStereoScale(ValueError):
@@ -128,11 +118,7 @@ def _difference_operator(rows: int, cols: int, wrap: bool) -> sp.csr_matrix:
 
 def _samples(relative, metric, weight, limit: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the stereo pixels the fit uses: a regular subset of the usable ones."""
-    return _regular_subset((weight > 0) & np.isfinite(relative) & np.isfinite(metric) & (metric > 0), limit)
-
-
-def _regular_subset(usable: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows and columns of about `limit` of the `usable` pixels, on a regular stride."""
+    usable = (weight > 0) & np.isfinite(relative) & np.isfinite(metric) & (metric > 0)
     count = int(usable.sum())
     if count == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
@@ -155,26 +141,15 @@ def _robust_affine(x: np.ndarray, target: np.ndarray, weight: np.ndarray, iterat
     return float(a), float(b)
 
 
-def _grid_rows(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int], grid: tuple[int, int],
-               wrap: bool) -> tuple[np.ndarray, np.ndarray]:
-    """([N, 4] control-point indices, [N, 4] bilinear weights) of pixels (rows, cols) of a `shape` frame."""
-    g_rows, g_cols = grid
-    r0, r1, fr = _taps(_positions(shape[0], g_rows, False)[rows], g_rows, False)
-    c0, c1, fc = _taps(_positions(shape[1], g_cols, wrap)[cols], g_cols, wrap)
-    index = np.stack([r0 * g_cols + c0, r0 * g_cols + c1, r1 * g_cols + c0, r1 * g_cols + c1], axis=1)
-    return index, np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], axis=1)
-
-
 def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarray, *, wrap: bool,
                      grid: tuple[int, int] = GRID_360, smoothness: float = 0.3, shift_smoothness: float = 3.0,
-                     prior: float = 0.02, iterations: int = 5, sky: np.ndarray | None = None) -> MetricField:
+                     prior: float = 0.02, iterations: int = 5) -> MetricField:
     """Fit the field that maps `relative` (float [H, W], larger is nearer) onto `metric` (1/m)
     where `weight` (float [H, W], 0 = no stereo) is positive; see the module docstring.
 
     `smoothness`, `shift_smoothness`: first-difference weights of the scale and shift grids,
     relative to the data (per control point); `prior`: pull of both grids toward the single
-    robust affine fit; `sky`: bool [H, W], pixels at infinity (their `relative` is the network's),
-    samples of inverse distance 0 where `weight` is 0. ValueError when no pixel is usable.
+    robust affine fit. ValueError when no pixel is usable.
     """
     relative = np.asarray(relative, np.float64)
     rows, cols = _samples(relative, metric, weight, MAX_SAMPLES)
@@ -188,40 +163,32 @@ def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarra
     target = np.asarray(metric, np.float64)[rows, cols]
     confidence = np.asarray(weight, np.float64)[rows, cols]
     a, b = _robust_affine(x, target, confidence)
-    n_grid = grid[0] * grid[1]
-    index, taps = _grid_rows(rows, cols, (height, width), grid, wrap)
-    # Each row of the design: (scale * x + shift) / divisor, against goal (1 for the stereo, 0 for the sky).
-    x_all, divisor, goal, fixed = x, target, np.ones(x.size), np.zeros(0)
-    if sky is not None:
-        sky_rows, sky_cols = _regular_subset(np.asarray(sky, bool) & ~(np.asarray(weight) > 0) & np.isfinite(relative),
-                                             MAX_SKY_SAMPLES)
-        if sky_rows.size:
-            sky_index, sky_taps = _grid_rows(sky_rows, sky_cols, (height, width), grid, wrap)
-            index, taps = np.concatenate([index, sky_index]), np.concatenate([taps, sky_taps])
-            x_all = np.r_[x, relative[sky_rows, sky_cols] / reference]
-            divisor = np.r_[target, np.full(sky_rows.size, np.median(target))]
-            goal = np.r_[goal, np.zeros(sky_rows.size)]
-            fixed = np.full(sky_rows.size, SKY_SHARE * confidence.sum() / sky_rows.size)
-    values = np.concatenate([taps * (x_all / divisor)[:, None], taps / divisor[:, None]], axis=1)
+    g_rows, g_cols = grid
+    r0, r1, fr = _taps(_positions(height, g_rows, False)[rows], g_rows, False)
+    c0, c1, fc = _taps(_positions(width, g_cols, wrap)[cols], g_cols, wrap)
+    index = np.stack([r0 * g_cols + c0, r0 * g_cols + c1, r1 * g_cols + c0, r1 * g_cols + c1], axis=1)
+    taps = np.stack([(1 - fr) * (1 - fc), (1 - fr) * fc, fr * (1 - fc), fr * fc], axis=1)
+    n_grid = g_rows * g_cols
+    values = np.concatenate([taps * (x / target)[:, None], taps / target[:, None]], axis=1)
     columns = np.concatenate([index, index + n_grid], axis=1)
-    design = sp.csr_matrix((values.ravel(), (np.repeat(np.arange(x_all.size), 8), columns.ravel())),
-                           shape=(x_all.size, 2 * n_grid))
+    design = sp.csr_matrix((values.ravel(), (np.repeat(np.arange(x.size), 8), columns.ravel())),
+                           shape=(x.size, 2 * n_grid))
     per_point = x.size / n_grid
-    difference = _difference_operator(*grid, wrap)
+    difference = _difference_operator(g_rows, g_cols, wrap)
     regulariser = sp.block_diag([(smoothness**2 * per_point) * (difference.T @ difference),
                                  (shift_smoothness**2 * per_point) * (difference.T @ difference)])
     regulariser = regulariser + sp.eye(2 * n_grid) * (prior**2 * per_point)
     start = np.r_[np.full(n_grid, a), np.full(n_grid, b)]
     anchor = (prior**2 * per_point) * start
-    w = np.r_[confidence, fixed]
+    w = confidence.copy()
     solution = start
     for _ in range(iterations):
         normal = (design.T @ sp.diags(w) @ design + regulariser).tocsc()
-        solution = spla.spsolve(normal, design.T @ (w * goal) + anchor)
-        residual = (design @ solution)[:x.size] - 1.0
+        solution = spla.spsolve(normal, design.T @ w + anchor)
+        residual = design @ solution - 1.0
         sigma = max(1.4826 * float(np.median(np.abs(residual))), SIGMA_FLOOR)
-        w = np.r_[confidence / (1.0 + (residual / (3.0 * sigma)) ** 2), fixed]
-    residual = (design @ solution)[:x.size] - 1.0
+        w = confidence / (1.0 + (residual / (3.0 * sigma)) ** 2)
+    residual = design @ solution - 1.0
     kept = np.abs(residual) <= np.percentile(np.abs(residual), 95)
     return MetricField(solution[:n_grid].reshape(grid), solution[n_grid:].reshape(grid), reference, wrap,
                        (a, b), int(x.size), float(np.sqrt(np.mean(residual[kept] ** 2))))
@@ -305,12 +272,12 @@ def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wr
 
     The mask is every seen pixel that is not sky and maps to a distance under `max_distance`."""
     shape = stereo.distance.shape
-    small_seen, small_sky = _resized(seen & ~sky, shape, nearest=True), _resized(sky, shape, nearest=True)
-    small = np.where(small_seen | small_sky, _resized(np.nan_to_num(relative), shape), 0.0)
+    small_seen = _resized(seen & ~sky, shape, nearest=True)
+    small = np.where(small_seen, _resized(np.nan_to_num(relative), shape), 0.0)
     weight = stereo_weight(stereo, small, small_seen)
     try:
         field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
-                                 grid=grid or (GRID_360 if wrap else GRID_180), sky=small_sky & ~stereo.mask)
+                                 grid=grid or (GRID_360 if wrap else GRID_180))
     except NoStereoScale as error:
         warnings.warn(f"{error}: nothing has a metric distance, written at the far distance with mask 0",
                       stacklevel=2)

@@ -7,7 +7,10 @@ by the reference fixtures' rule: speed does not depend on their values), cube vi
 
 - network alone: the left eye, 3840 x 1920, as a mono 360 still;
 - stereo-guided: the top-bottom frame (each eye 3840 x 1920) with `--layout top-bottom`: the
-  same network on the same left eye, plus the stereo (matched at most 1024 wide) and the fit.
+  same network on the same left eye, plus the stereo (matched at most 1024 wide) and the fit;
+- stereo-guided with the far field matched again (what an open scene costs: its first fit puts
+  more than guided.FAR_SHARE of the frame beyond the stereo's reach; this room-like frame does not,
+  so the run forces it).
 
 The frame is bench_stereo's synthetic pair (a multi-scale texture seen by two eyes with
 room-like disparities). Runs alternate, `--repeats` of each after one warm-up of each, so
@@ -40,9 +43,13 @@ def _load() -> str:
     return f"load average {one:.2f} (5 min {five:.2f}) on {os.cpu_count()} cores"
 
 
-def one_still(path: Path, estimator, out_dir: Path, layout: str) -> tuple[float, float, dict]:
-    """Wall and CPU seconds (all threads) of one still through the pipeline, and its busy seconds per stage."""
+def one_still(path: Path, estimator, out_dir: Path, layout: str, far: bool = False) -> tuple[float, float, dict]:
+    """Wall and CPU seconds (all threads) of one still through the pipeline, and its busy seconds per stage;
+    `far`: stereo-guided with its far field always matched again."""
     from depth360.estimators.pipeline import EstimateRequest, run
+    from depth360.estimators.stereo import guided
+
+    guided.estimate_guided.__kwdefaults__["far_share"] = 0.0 if far else guided.FAR_SHARE
 
     with tempfile.TemporaryDirectory(dir=out_dir) as fresh:
         request = EstimateRequest(inputs=(str(path),), output_dir=fresh, model=MODEL, views="cube", layout=layout)
@@ -66,22 +73,27 @@ def main() -> None:
         (work / "models").mkdir()
         write_fixture_weights(work / "models")
         frame = synthetic_top_bottom_frame(args.eye_width)
-        stills = {"mono": work / "left.png", "top-bottom": work / "tb.png"}
+        stills = {"mono": work / "left.png", "top-bottom": work / "tb.png", "far": work / "tb.png"}
         cv2.imwrite(str(stills["mono"]), frame[: frame.shape[0] // 2])
         cv2.imwrite(str(stills["top-bottom"]), frame)
         estimator = load_estimator(MODEL, work / "models", "cpu")
         print(f"{MODEL} (fixture-rule weights), CPU float32, torch {torch.__version__} with "
               f"{torch.get_num_threads()} threads; each eye {args.eye_width}x{args.eye_width // 2}; {_load()}")
-        for layout, path in stills.items():  # warm-up: imports, torch, caches
-            one_still(path, estimator, work, layout)
-        runs: dict[str, list[tuple[float, float, dict]]] = {"mono": [], "top-bottom": []}
+        def still(run: str):
+            return one_still(stills[run], estimator, work, "mono" if run == "mono" else "top-bottom", far=run == "far")
+
+        for run in stills:  # warm-up: imports, torch, caches
+            still(run)
+        runs: dict[str, list[tuple[float, float, dict]]] = {run: [] for run in stills}
         for _ in range(args.repeats):
-            for layout, path in stills.items():
-                runs[layout].append(one_still(path, estimator, work, layout))
-        keys = ("read", "estimate", "estimate_stereo", "estimate_network", "estimate_guide", "post", "write")
+            for run in stills:
+                runs[run].append(still(run))
+        keys = ("read", "estimate", "estimate_stereo", "estimate_far_stereo", "estimate_network", "estimate_guide",
+                "post", "write")
         medians = {}
         for layout, label in (("mono", "network alone (left eye, mono 360 still)"),
-                              ("top-bottom", "stereo-guided (top-bottom still)")):
+                              ("top-bottom", "stereo-guided (top-bottom still)"),
+                              ("far", "stereo-guided, far field matched again (an open scene)")):
             walls, cpus = [r[0] for r in runs[layout]], [r[1] for r in runs[layout]]
             medians[layout] = (statistics.median(walls), statistics.median(cpus))
             stage = {k: statistics.median(r[2].get(k, 0.0) for r in runs[layout]) for k in keys}
@@ -92,6 +104,8 @@ def main() -> None:
         cpu = medians["top-bottom"][1] / medians["mono"][1]
         print(f"guided / alone = {wall:.2f} wall ({'ok' if wall <= 1.25 else 'MISSES'} the 1.25 target), "
               f"{cpu:.2f} in CPU seconds; {_load()}")
+        print(f"guided with the far field / alone = {medians['far'][0] / medians['mono'][0]:.2f} wall, "
+              f"{medians['far'][1] / medians['mono'][1]:.2f} in CPU seconds")
 
 
 if __name__ == "__main__":

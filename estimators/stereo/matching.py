@@ -688,7 +688,7 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
                              convergence_distance: float | None = None, min_distance: float = 0.5,
                              max_distance: float = 100.0, max_match_width: int | None = 2048,
                              check_eye_order: bool = True, edges: bool = True, segment: bool = False,
-                             **options) -> StereoDepth:
+                             find_sky: bool = True, **options) -> StereoDepth:
     """Metric distance of the left eye of an ODS equirect pair (each eye H x 2H, same size).
 
     `ipd` is the eye separation in metres, `pole_merge` Blender's (from, to) pole-merge angles in
@@ -698,6 +698,8 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     and cut each jump at the plate's colour edge, so that occlusion edges lie on the plate's
     (stereo.occlusion_edges, stereo.colour_edges; False: the block matcher's fattened edges); with
     `segment`, then settle them by a colour segmentation of the plate (stereo.segmented_edges).
+    `find_sky`: False leaves the stereo's own sky search out (the caller knows the sky: stereo-guided
+    depth has the network's), so that sky the matcher filled in may stay on the mask.
     """
     left_rgb, right_rgb = check_stereo_pair(left, right)
     height, width = left_rgb.shape[:2]
@@ -723,8 +725,9 @@ def estimate_stereo_equirect(left: np.ndarray, right: np.ndarray, *, ipd: float 
     radians = matched.disparity * np.float32(2 * np.pi / width)
     distance = ods_distance_from_disparity(radians, theta[:, None], max_distance=max_distance, **geometry)
     measurable = measurable_disparity(matched, width / matched_width)
-    sky = find_stereo_sky(matched.disparity * np.float32(matched_width / width), matched.mask, left_rgb)
-    mask = matched.mask & informative[:, None] & (distance < max_distance) & measurable & ~sky
+    mask = matched.mask & informative[:, None] & (distance < max_distance) & measurable
+    if find_sky:
+        mask &= ~find_stereo_sky(matched.disparity * np.float32(matched_width / width), matched.mask, left_rgb)
     if mask.mean() < LOW_COVERAGE_WARNING:
         warnings.warn(f"only {mask.mean():.1%} of the frame has a measurable stereo disparity (at least "
                       f"{MIN_MEASURABLE_DISPARITY_PX} px): most of it is sky or far field, written at the far "

@@ -479,7 +479,7 @@ def test_edges_of_every_source_on_the_projects_renders(tmp_path, scene):
         assert after["wrong"] <= min(0.16, 0.5 * before["wrong"]) and min(after["iou"]) >= 0.92
         assert np.mean(after["iou"]) > np.mean(before["iou"]) + 0.05
         assert segmented["wrong"] <= min(0.1, 0.8 * after["wrong"]) and min(segmented["iou"]) >= 0.95
-    for source in ("stereo-guided", "metric oracle") if scene.startswith("room") else ("metric oracle",):
+    for source in ("stereo-guided", "metric oracle"):
         result = results[source, "auto"]
         assert result["wrong"] <= 0.05 and min(result["iou"]) >= (0.97 if source == "metric oracle" else 0.95)
 

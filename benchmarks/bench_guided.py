@@ -14,7 +14,8 @@ by the reference fixtures' rule: speed does not depend on their values), cube vi
 
 The frame is bench_stereo's synthetic pair (a multi-scale texture seen by two eyes with
 room-like disparities). Runs alternate, `--repeats` of each after one warm-up of each, so
-both medians are taken side by side under the same load. Target: guided <= 1.25 x alone.
+the medians are taken side by side under the same load; the order turns by one each repeat (the
+run right after the network-alone one measured up to 0.15x slower in a fixed order). Target: guided <= 1.25 x alone.
 
     .venv/bin/python benchmarks/bench_guided.py [--repeats 5] [--eye-width 3840]
 """
@@ -85,8 +86,10 @@ def main() -> None:
         for run in stills:  # warm-up: imports, torch, caches
             still(run)
         runs: dict[str, list[tuple[float, float, dict]]] = {run: [] for run in stills}
-        for _ in range(args.repeats):
-            for run in stills:
+        order = list(stills)
+        for repeat in range(args.repeats):  # the order turns each repeat: a run right after another one is slower
+            shift = repeat % len(order)
+            for run in order[shift:] + order[:shift]:
                 runs[run].append(still(run))
         keys = ("read", "estimate", "estimate_stereo", "estimate_far_stereo", "estimate_network", "estimate_guide",
                 "post", "write")

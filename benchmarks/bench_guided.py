@@ -23,12 +23,14 @@ run right after the network-alone one measured up to 0.15x slower in a fixed ord
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 for folder in (ROOT, ROOT / "benchmarks"):
@@ -50,9 +52,8 @@ def one_still(path: Path, estimator, out_dir: Path, layout: str, far: bool = Fal
     from depth360.estimators.pipeline import EstimateRequest, run
     from depth360.estimators.stereo import guided
 
-    guided.estimate_guided.__kwdefaults__["far_share"] = 0.0 if far else guided.FAR_SHARE
-
-    with tempfile.TemporaryDirectory(dir=out_dir) as fresh:
+    forced = functools.partial(guided.estimate_guided, far_share=0.0) if far else guided.estimate_guided
+    with tempfile.TemporaryDirectory(dir=out_dir) as fresh, mock.patch.object(guided, "estimate_guided", forced):
         request = EstimateRequest(inputs=(str(path),), output_dir=fresh, model=MODEL, views="cube", layout=layout)
         start, start_cpu = time.perf_counter(), time.process_time()
         result = run(request, estimator=estimator).sources[0]

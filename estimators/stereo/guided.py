@@ -337,11 +337,12 @@ def _wider(eye: np.ndarray, matched_width: int) -> bool:
 
 def _far(metric: np.ndarray, mask: np.ndarray, stereo, ipd: float) -> float:
     """The share of `mask` (the network's pixels) that the fitted `metric` inverse distance puts beyond
-    the reach of `stereo` (an ODS eye's MIN_MEASURABLE_DISPARITY_PX at the horizon)."""
+    the reach of `stereo` (MIN_MEASURABLE_DISPARITY_PX of its ODS eye, at the horizon)."""
     from .matching import MIN_MEASURABLE_DISPARITY_PX
+    from .ods_geometry import ods_distance_from_disparity
 
-    width = stereo.distance.shape[1]
-    reach = ipd / (2.0 * np.sin(np.pi * MIN_MEASURABLE_DISPARITY_PX / width))
+    radians = np.array(2.0 * np.pi * MIN_MEASURABLE_DISPARITY_PX / stereo.distance.shape[1])
+    reach = float(ods_distance_from_disparity(radians, np.pi / 2, ipd=ipd, max_distance=np.inf))
     return float(np.count_nonzero(mask & (metric < np.float32(1.0 / reach)))) / max(1, int(np.count_nonzero(mask)))
 
 
@@ -369,10 +370,12 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
     # (kept, the matcher's noise on far ground would move the horizon's scale).
     common = dict(ipd=ipd, min_distance=min_distance, max_distance=max_distance, keep_px=0)
 
+    # Converted (and checked) once: both matches and the network use them.
+    left_rgb, right_rgb = to_float_rgb(left, "left eye"), to_float_rgb(right, "right eye")
+
     def match():
         started = time.perf_counter()
-        small_left, small_right = (_shrunk(to_float_rgb(eye, name), stereo_width)
-                                   for eye, name in ((left, "left eye"), (right, "right eye")))
+        small_left, small_right = _shrunk(left_rgb, stereo_width), _shrunk(right_rgb, stereo_width)
         if vr180:
             pair = estimate_stereo_vr180(small_left, small_right, check_eye_order=check_eye_order, **common)
         else:
@@ -384,8 +387,7 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
         """The 360 pair again for its far field: no edge step (the fit leaves the pixels next to jumps
         out) nor sky search (the network's sky is the sky)."""
         started = time.perf_counter()
-        wide_left, wide_right = (_shrunk(to_float_rgb(eye, name), FAR_STEREO_WIDTH)
-                                 for eye, name in ((left, "left eye"), (right, "right eye")))
+        wide_left, wide_right = _shrunk(left_rgb, FAR_STEREO_WIDTH), _shrunk(right_rgb, FAR_STEREO_WIDTH)
         pair = estimate_stereo_equirect(wide_left, wide_right, pole_merge=pole_merge, check_eye_order=False,
                                         max_match_width=FAR_MATCH_WIDTH, edges=False, find_sky=False, **common)
         return pair, time.perf_counter() - started
@@ -395,8 +397,7 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         matching = pool.submit(match) if stereo is None else None
-        left_rgb = np.clip(to_float_rgb(left, "left eye"), 0.0, 1.0)
-        relative, seen, sky, timings = fuse_left_eye(left_rgb, estimator, vr180=vr180, views=views, **fusion_options)
+        relative, seen, sky, timings = fuse_left_eye(np.clip(left_rgb, 0.0, 1.0), estimator, vr180=vr180, views=views, **fusion_options)
         network_seconds = time.perf_counter() - started
         stereo, stereo_seconds = matching.result() if matching is not None else (stereo, 0.0)
     fused = time.perf_counter()

@@ -9,7 +9,7 @@ by the reference fixtures' rule: speed does not depend on their values), cube vi
 - stereo-guided: the top-bottom frame (each eye 3840 x 1920) with `--layout top-bottom`: the
   same network on the same left eye, plus the stereo (matched at most 1024 wide) and the fit;
 - stereo-guided with the far field matched again (what an open scene costs: its first fit puts
-  more than guided.FAR_SHARE of the frame beyond the stereo's reach; this room-like frame does not,
+  more than guided.FAR_SHARES[0] of the frame beyond the stereo's reach; this room-like frame does not,
   so the run forces it).
 
 The frame is bench_stereo's synthetic pair (a multi-scale texture seen by two eyes with
@@ -52,7 +52,7 @@ def one_still(path: Path, estimator, out_dir: Path, layout: str, far: bool = Fal
     from depth360.estimators.pipeline import EstimateRequest, run
     from depth360.estimators.stereo import guided
 
-    forced = functools.partial(guided.estimate_guided, far_share=0.0) if far else guided.estimate_guided
+    forced = functools.partial(guided.estimate_guided, far_shares=(0.0, 0.0)) if far else guided.estimate_guided
     with tempfile.TemporaryDirectory(dir=out_dir) as fresh, mock.patch.object(guided, "estimate_guided", forced):
         request = EstimateRequest(inputs=(str(path),), output_dir=fresh, model=MODEL, views="cube", layout=layout)
         start, start_cpu = time.perf_counter(), time.process_time()

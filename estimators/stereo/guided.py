@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -63,6 +63,16 @@ class MetricField:
     affine: tuple[float, float]
     samples: int
     residual: float
+
+    def mixed(self, other: MetricField, weight: float) -> MetricField:
+        """The field (1 - weight) * self + weight * other (both map the same relative disparity; the
+        mix's reference, sample count and residual are `other`'s)."""
+        ratio = other.reference / self.reference
+        scale = (1.0 - weight) * self.scale * ratio + weight * other.scale
+        shift = (1.0 - weight) * self.shift + weight * other.shift
+        affine = ((1.0 - weight) * self.affine[0] * ratio + weight * other.affine[0],
+                  (1.0 - weight) * self.affine[1] + weight * other.affine[1])
+        return replace(other, scale=scale, shift=shift, affine=affine)
 
     def apply(self, relative: np.ndarray) -> np.ndarray:
         """Metric inverse distance (1/m, float32 [H, W]) of a relative disparity map."""
@@ -200,14 +210,17 @@ def fit_metric_field(relative: np.ndarray, metric: np.ndarray, weight: np.ndarra
 STEREO_WIDTH = 1024
 # Where the field meets infinity rests on the far stereo's pixel or two of disparity. Matched 1024
 # wide, a 360 eye's stereo reaches about 10 m (1 px) and the far ground of seven of twelve outdoor
-# renders came out 10-30% too near at 50-150 m. When more than FAR_SHARE of what the network sees is
+# renders came out 10-30% too near at 50-150 m. When more than FAR_SHARES[0] of what the network sees is
 # beyond the stereo's reach by the first fit, a 360 pair is matched again on eyes at most
 # FAR_STEREO_WIDTH wide, block-matched FAR_MATCH_WIDTH wide and refined at that width (reaching
 # about 20 m, twice as precisely), and the field fitted again: within 6% at 50-150 m. Rooms (at most
-# 3% beyond 10 m on the project's renders) keep the first fit; open scenes (9%) get the second.
+# 3% beyond 10 m on the project's renders) keep the first fit; open scenes (8-9%) get the second.
+# Between the two shares of FAR_SHARES the fields are mixed in proportion, so that a clip whose share
+# drifts across them (a walk from a doorway into a street) changes its far field gradually instead of
+# jumping between two fits from one frame to the next.
 FAR_STEREO_WIDTH = 2048
 FAR_MATCH_WIDTH = 1536
-FAR_SHARE = 0.05
+FAR_SHARES = (0.035, 0.075)
 # Stereo pixels within this many pixels of a depth edge (of the network or the stereo) are left
 # out of the fit: both put edges a pixel or two apart.
 EDGE_MARGIN_PX = 3
@@ -228,7 +241,8 @@ class GuidedDepth:
     metres, `max_distance` off the mask; `mask`: every pixel the network saw that is not sky
     (nor beyond `max_distance`); `sky`: the pixels at infinity; `stereo`: the stereo alone;
     `relative`: the network's fused disparity; `field`: the fit (None when the stereo had too few
-    confident pixels: then nothing is on the mask); `timings`: seconds per stage.
+    confident pixels: then nothing is on the mask); `timings`: seconds per stage; `far_weight`: how much
+    the far field's second fit counted (far_weight(), 0 without it).
     """
 
     disparity: np.ndarray
@@ -239,6 +253,7 @@ class GuidedDepth:
     relative: np.ndarray
     field: MetricField | None
     timings: dict
+    far_weight: float = 0.0
 
 
 def _depth_edges(inverse: np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -292,10 +307,16 @@ def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wr
         warnings.warn(f"{error}: nothing has a metric distance, written at the far distance with mask 0",
                       stacklevel=2)
         return np.zeros(relative.shape, np.float32), np.zeros(relative.shape, bool), None
+    return (*_applied(field, relative, seen, sky, max_distance), field)
+
+
+def _applied(field: MetricField, relative: np.ndarray, seen: np.ndarray, sky: np.ndarray,
+             max_distance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(metric inverse distance, mask) of `relative` through `field` (guide's mask)."""
     metric = field.apply(relative)
     mask = seen & ~sky & (metric > np.float32(1.0 / max_distance))  # NaN compares False
     metric[~mask] = 0.0
-    return metric, mask, field
+    return metric, mask
 
 
 def _shrunk(image: np.ndarray, width: int | None) -> np.ndarray:
@@ -346,11 +367,20 @@ def _far(metric: np.ndarray, mask: np.ndarray, stereo, ipd: float) -> float:
     return float(np.count_nonzero(mask & (metric < np.float32(1.0 / reach)))) / max(1, int(np.count_nonzero(mask)))
 
 
+def far_weight(share: float, shares: tuple[float, float]) -> float:
+    """How much the far field's second fit counts (0..1) when the first puts `share` of the frame beyond
+    the first stereo's reach: 0 up to shares[0], 1 from shares[1], linear between."""
+    low, high = shares
+    if share <= low:
+        return 0.0
+    return 1.0 if share >= high else (share - low) / (high - low)
+
+
 def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
                     ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                     min_distance: float = 0.5, max_distance: float = 100.0, check_eye_order: bool = True,
                     grid: tuple[int, int] | None = None, stereo=None, stereo_width: int | None = STEREO_WIDTH,
-                    far_share: float | None = FAR_SHARE, **fusion_options) -> GuidedDepth:
+                    far_shares: tuple[float, float] | None = FAR_SHARES, **fusion_options) -> GuidedDepth:
     """Stereo-guided depth of the left eye of a 360 ODS pair (each eye H x 2H) or, with `vr180`,
     of a VR180 pair (each eye W x W): the stereo (matching / vr180), the `estimator`'s fused
     disparity of the left eye (any estimator of DESIGN.md's protocol; `views` and
@@ -358,9 +388,11 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
     `stereo`: the pair's StereoDepth when it is already known (it is not matched again);
     `stereo_width`: the stereo matches eyes area-downscaled to at most this width (the field is
     smooth: it needs the stereo's scale, not its detail), None for the eyes' own width;
-    `far_share`: a 360 pair whose first fit puts more than this share of the network's pixels beyond
-    the stereo's reach is matched again for its far field (FAR_STEREO_WIDTH; 0: always, None: never).
-    `timings["far_stereo"]`: that second match's seconds (0 without it)."""
+    `far_shares`: a 360 pair whose first fit puts more than the first of these shares of the network's
+    pixels beyond the stereo's reach is matched again for its far field (FAR_STEREO_WIDTH) and fitted
+    again; the second field counts in full from the second share, in proportion between (far_weight;
+    (0, 0): always the second, None: never). `timings["far_stereo"]`: that second match's seconds (0
+    without it)."""
     import time
 
     from .matching import estimate_stereo_equirect, to_float_rgb
@@ -402,14 +434,26 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
         stereo, stereo_seconds = matching.result() if matching is not None else (stereo, 0.0)
     fused = time.perf_counter()
     disparity, mask, field = guide(relative, seen, sky, stereo, wrap=not vr180, max_distance=max_distance, grid=grid)
-    far_seconds = 0.0
-    if (matching is not None and not vr180 and far_share is not None and field is not None
-            and _wider(left, stereo.distance.shape[1]) and _far(disparity, mask, stereo, ipd) > far_share):
+    far_seconds, weight = 0.0, 0.0
+    if (matching is not None and not vr180 and far_shares is not None and field is not None
+            and _wider(left, stereo.distance.shape[1])):
+        weight = far_weight(_far(disparity, mask, stereo, ipd), far_shares)
+    if weight > 0.0:
+        first, first_stereo = field, stereo
         stereo, far_seconds = match_far()
-        disparity, mask, field = guide(relative, seen, sky, stereo, wrap=True, max_distance=max_distance, grid=grid)
+        with warnings.catch_warnings():  # guide's "no metric distance" is not so: the first fit stands
+            warnings.simplefilter("ignore", UserWarning)
+            disparity, mask, field = guide(relative, seen, sky, stereo, wrap=True, max_distance=max_distance,
+                                           grid=grid)
+        if field is None:  # the wider match is confident on too few pixels to fit
+            weight, field, stereo = 0.0, first, first_stereo
+        elif weight < 1.0:
+            field = first.mixed(field, weight)
+        if weight < 1.0:
+            disparity, mask = _applied(field, relative, seen, sky, max_distance)
     distance = np.full(disparity.shape, np.float32(max_distance))
     np.divide(np.float32(1.0), disparity, out=distance, where=mask)
     timings = {"stereo": stereo_seconds, "far_stereo": far_seconds, **{f"network_{k}": v for k, v in timings.items()},
                "network": network_seconds, "guide": time.perf_counter() - fused - far_seconds}
     return GuidedDepth(disparity, np.minimum(distance, np.float32(max_distance)), mask, sky, stereo, relative,
-                       field, timings)
+                       field, timings, weight)

@@ -144,11 +144,13 @@ def test_a_pair_without_measurable_stereo_is_written_far_with_a_warning(tmp_path
 def test_an_open_scenes_far_field_is_matched_again_and_lands_within_its_distance():
     """An outdoor render (test_edges' `outdoor 9`, 2048 per eye: ground to the horizon, sky) with
     test_outdoor's sky oracle: the first fit, on the stereo matched 1024 wide, puts more than
-    FAR_SHARE of the frame beyond that stereo's reach of about 10 m, so the pair is matched again
+    FAR_SHARES of the frame beyond that stereo's reach of about 10 m, so the pair is matched again
     for its far field. Without that second match the ground at 30-100 m came out too near by more
     than 5% (where the field meets infinity rests on the far stereo's pixel of disparity); with it,
-    within 4%, and the wrong-side share of the edge band stays under the issue's 5%."""
-    from depth360.estimators.stereo.guided import FAR_SHARE, estimate_guided
+    within 4%, and the wrong-side share of the edge band stays under the issue's 5%. With the share
+    inside a wider ramp the two fields are mixed in proportion: the depth is the same mix of the two
+    (a clip whose share drifts across the ramp has no jump in its far field)."""
+    from depth360.estimators.stereo.guided import FAR_SHARES, estimate_guided
     from tests.engine import edge_figures as ef
     from tests.engine.test_edges import _pair
     from tests.engine.test_outdoor import SkyOracle
@@ -156,16 +158,24 @@ def test_an_open_scenes_far_field_is_matched_again_and_lands_within_its_distance
     pair = _pair("outdoor 9")
     truth = np.asarray(pair.left_distance)
     far = np.isfinite(truth) & (truth >= 30.0) & (truth <= 100.0)
+    ramp = (0.06, 0.12)  # outdoor 9's share (about 9%) halfway
     errors, results = {}, {}
-    for share in (None, FAR_SHARE):
+    for shares in (None, FAR_SHARES, ramp):
         result = estimate_guided(pair.left_rgb, pair.right_rgb, SkyOracle(truth, seed=20), check_eye_order=False,
-                                 far_share=share)
+                                 far_shares=shares)
         scored = far & result.mask
-        errors[share] = float(np.median(result.distance[scored] / truth[scored] - 1.0))
-        results[share] = result
-    wrong = ef.wrong_side_share(results[FAR_SHARE].distance, truth)
-    print(f"\noutdoor 9, ground at 30-100 m: first fit {errors[None]:+.1%}, matched again {errors[FAR_SHARE]:+.1%} "
-          f"({results[FAR_SHARE].timings['far_stereo']:.1f} s); wrong side {wrong:.1%}")
-    assert results[None].timings["far_stereo"] == 0.0 and results[FAR_SHARE].timings["far_stereo"] > 0.0
-    assert errors[None] < -0.05 and abs(errors[FAR_SHARE]) <= 0.04
+        errors[shares] = float(np.median(result.distance[scored] / truth[scored] - 1.0))
+        results[shares] = result
+    wrong = ef.wrong_side_share(results[FAR_SHARES].distance, truth)
+    weight = results[ramp].far_weight
+    print(f"\noutdoor 9, ground at 30-100 m: first fit {errors[None]:+.1%}, matched again {errors[FAR_SHARES]:+.1%} "
+          f"({results[FAR_SHARES].timings['far_stereo']:.1f} s); wrong side {wrong:.1%}; mixed with weight "
+          f"{weight:.2f}: {errors[ramp]:+.1%}")
+    assert results[None].timings["far_stereo"] == 0.0 and results[FAR_SHARES].timings["far_stereo"] > 0.0
+    assert results[None].far_weight == 0.0 and results[FAR_SHARES].far_weight == 1.0
+    assert errors[None] < -0.05 and abs(errors[FAR_SHARES]) <= 0.04
     assert wrong <= 0.05
+    assert 0.2 < weight < 0.8 and errors[None] < errors[ramp] < errors[FAR_SHARES]
+    both = results[None].mask & results[FAR_SHARES].mask & results[ramp].mask
+    expected = (1.0 - weight) * results[None].disparity + weight * results[FAR_SHARES].disparity
+    np.testing.assert_allclose(results[ramp].disparity[both], expected[both], rtol=1e-4)

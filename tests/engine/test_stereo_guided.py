@@ -179,3 +179,24 @@ def test_an_open_scenes_far_field_is_matched_again_and_lands_within_its_distance
     both = results[None].mask & results[FAR_SHARES].mask & results[ramp].mask
     expected = (1.0 - weight) * results[None].disparity + weight * results[FAR_SHARES].disparity
     np.testing.assert_allclose(results[ramp].disparity[both], expected[both], rtol=1e-4)
+
+
+def test_two_fields_mix_in_proportion_and_the_far_weight_has_no_jump():
+    """MetricField.mixed maps a relative disparity to the mix of the two fields' metric inverse distances,
+    whatever their references; far_weight rises from 0 to 1 across its two shares without a step."""
+    from depth360.estimators.stereo.guided import far_weight, fit_metric_field
+
+    rng = np.random.default_rng(4)
+    truth = 1.0 / rng.uniform(1.0, 30.0, (64, 128))
+    relative = 3.0 * truth + 0.1
+    first = fit_metric_field(relative, truth * 1.02, np.ones(truth.shape, np.float32), wrap=True, grid=(5, 8))
+    second = fit_metric_field(2.0 * relative, truth + 0.002, np.ones(truth.shape, np.float32), wrap=True, grid=(5, 8))
+    assert first.reference != pytest.approx(second.reference)
+    for weight in (0.0, 0.3, 1.0):
+        mixed = first.mixed(second, weight).apply(relative)
+        expected = (1.0 - weight) * first.apply(relative) + weight * second.apply(relative)
+        np.testing.assert_allclose(mixed, expected, rtol=1e-5)
+    shares = np.linspace(0.0, 0.1, 1001)
+    weights = np.array([far_weight(share, (0.035, 0.075)) for share in shares])
+    assert weights[0] == 0.0 and weights[-1] == 1.0 and np.all(np.diff(weights) >= 0)
+    assert np.abs(np.diff(weights)).max() <= (shares[1] - shares[0]) / 0.04 + 1e-9

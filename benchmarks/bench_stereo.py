@@ -123,12 +123,12 @@ def main() -> None:
 def rendered_top_bottom_frame(scene: str, eye_width: int) -> tuple[str, np.ndarray]:
     """(name, uint8 top-bottom frame) of the edge tests' render `room:SEED` or `outdoor:SEED`, each eye
     bicubic to `eye_width`."""
-    from tests.engine.test_edges import _pair
+    from tests.groundtruth import scene_pair
 
     kind, _, seed = scene.partition(":")
     if kind not in ("room", "outdoor") or not seed.isdigit():
         raise SystemExit(f"--scenes: {scene!r} is not room:SEED or outdoor:SEED")
-    pair = _pair(f"{kind} {seed}", eye_width)
+    pair = scene_pair(f"{kind} {seed}", eye_width)
     frame = np.round(np.concatenate([pair.left_rgb, pair.right_rgb], axis=0) * 255).astype(np.uint8)
     return f"{scene} (render 2048 per eye, bicubic to {eye_width})", frame
 

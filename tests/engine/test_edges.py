@@ -27,8 +27,6 @@ finite distance (the oracle's sky is a view's shift): not scored there.
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import pytest
 
@@ -37,6 +35,7 @@ from depth360.estimators.stereo.colour_edges import snap_to_colour_edges
 from depth360.estimators.stereo.occlusion_edges import snap_stereo_edges
 from depth360.estimators.stereo.segmented_edges import segment_jumps
 from tests.engine import edge_figures as ef
+from tests.groundtruth import scene_pair
 
 
 def _textures(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -374,35 +373,9 @@ SCENES = ("room 0", "room 1", "room 2", "room 3", "outdoor 1", "outdoor 2")
 SOURCES = ("stereo", "stereo-guided", "metric oracle")
 
 
-@functools.lru_cache(maxsize=2)
-def _pair(scene: str, eye_width: int = 2048):
-    """The ODS render of `scene` at 2048 per eye; other `eye_width`s: the render resized (the eyes bicubic,
-    the left eye's truth nearest with pixel centres aligned)."""
-    import dataclasses
-
-    import cv2
-
-    from tests.groundtruth import render_stereo
-
-    if eye_width != 2048:
-        pair, size = _pair(scene), (eye_width, eye_width // 2)
-        eyes = [np.clip(cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC), 0, 1)
-                for eye in (pair.left_rgb, pair.right_rgb)]
-        truth = {name: cv2.resize(np.asarray(getattr(pair, name), np.float32), size,
-                                  interpolation=cv2.INTER_NEAREST_EXACT) for name in ("left_distance", "left_object_index")}
-        rays = cv2.resize(np.asarray(pair.left_ray, np.float32), size, interpolation=cv2.INTER_LINEAR)
-        return dataclasses.replace(pair, left_rgb=eyes[0], right_rgb=eyes[1], left_distance=truth["left_distance"],
-                                   left_object_index=truth["left_object_index"].astype(np.int32),
-                                   left_ray=rays / np.linalg.norm(rays, axis=-1, keepdims=True))
-    kind, seed = scene.split()
-    if kind == "room":
-        return render_stereo("room_random", 2048, 8, ipd=0.064, pole_merge=(60.0, 75.0), seed=int(seed))
-    return render_stereo("outdoor", width=2048, samples=8, seed=int(seed))
-
-
 def _estimate(tmp_path, scene: str, source: str, edges: str,
               eye_width: int = 2048) -> tuple[np.ndarray, np.ndarray, float]:
-    """(distance, mask, seconds) of one source on the left eye of `scene` (`_pair`), through `pipeline.run`."""
+    """(distance, mask, seconds) of one source on the left eye of `scene` (`scene_pair`), through `pipeline.run`."""
     import time
 
     from depth360.estimators import pipeline
@@ -411,7 +384,7 @@ def _estimate(tmp_path, scene: str, source: str, edges: str,
     from tests.engine.test_outdoor import SkyOracle
     from tests.engine.test_stereo_rooms import write_top_bottom
 
-    pair = _pair(scene, eye_width)
+    pair = scene_pair(scene, eye_width)
     truth = np.asarray(pair.left_distance)
     path, options, estimator = write_top_bottom(tmp_path / "tb.png", pair), dict(layout="top-bottom"), None
     if source == "stereo":
@@ -448,8 +421,8 @@ def _describe(result: dict) -> str:
 
 
 def edge_figures_of(tmp_path, scene: str, runs, eye_width: int = 2048) -> tuple[dict, list[str]]:
-    """Figures of each (source, --edges) of `runs` on `scene` (`_pair`), and their lines for `pytest -s`."""
-    pair = _pair(scene, eye_width)
+    """Figures of each (source, --edges) of `runs` on `scene` (`scene_pair`), and their lines for `pytest -s`."""
+    pair = scene_pair(scene, eye_width)
     lines, results = [], {}
     for source, edges in runs:
         distance, mask, seconds = _estimate(tmp_path, scene, source, edges, eye_width)
@@ -497,12 +470,12 @@ def test_the_stereo_edge_step_keeps_the_depth_of_textureless_faces_on_renders(tm
 
 @pytest.mark.slow
 def test_eyes_wider_than_matched_are_snapped_at_the_matched_size_on_a_render(monkeypatch):
-    """Room 1 at 3072 per eye (`_pair`: the 2048 render resized), matched 2048 wide: the edge step at the
+    """Room 1 at 3072 per eye (`scene_pair`: the 2048 render resized), matched 2048 wide: the edge step at the
     matched size leaves no more wrong-side pixels than the same step at the full size did, keeps every
     sphere's IoU >= 0.93 and AbsRel off the edges within 0.1 point of it."""
     from depth360.estimators.stereo import matching
 
-    pair = _pair("room 1", 3072)
+    pair = scene_pair("room 1", 3072)
 
     def figures() -> dict:
         result = matching.estimate_stereo_equirect(pair.left_rgb, pair.right_rgb, check_eye_order=False)

@@ -23,7 +23,7 @@ from depth360.estimators.models import registry
 from tests.engine.test_fusion_oracle import OracleEstimator
 from tests.engine.test_one_pipeline import _check_kinds, _png, _run, _same_files
 from tests.engine.test_stereo_rooms import ROOMS, room, room_size, run_still, write_top_bottom
-from tests.groundtruth import render_stereo
+from tests.groundtruth import render_stereo, scene_pair
 from tests.reference_fixtures import fixture_state_dict
 
 GUIDED_BAND_M = 20.0
@@ -152,10 +152,9 @@ def test_an_open_scenes_far_field_is_matched_again_and_lands_within_its_distance
     (a clip whose share drifts across the ramp has no jump in its far field)."""
     from depth360.estimators.stereo.guided import FAR_SHARES, estimate_guided
     from tests.engine import edge_figures as ef
-    from tests.engine.test_edges import _pair
     from tests.engine.test_outdoor import SkyOracle
 
-    pair = _pair("outdoor 9")
+    pair = scene_pair("outdoor 9")
     truth = np.asarray(pair.left_distance)
     far = np.isfinite(truth) & (truth >= 30.0) & (truth <= 100.0)
     ramp = (0.06, 0.12)  # outdoor 9's share (about 9%) halfway

@@ -337,6 +337,34 @@ def render_stereo(
     )
 
 
+@functools.lru_cache(maxsize=2)
+def scene_pair(scene: str, eye_width: int = 2048) -> StereoGroundTruth:
+    """The ODS render of a named layout at 2048 per eye, as the edge, guided and stereo tests score them:
+    "room N" (scenes.py's ``room_random`` of seed N) or "outdoor N" (``outdoor`` of seed N). Other
+    `eye_width`s: that render resized (the eyes bicubic, the left eye's truth nearest with pixel
+    centres aligned, its rays bilinear and normalised)."""
+    import dataclasses
+
+    import cv2
+
+    if eye_width != 2048:
+        pair, size = scene_pair(scene), (eye_width, eye_width // 2)
+        eyes = [np.clip(cv2.resize(np.asarray(eye, np.float32), size, interpolation=cv2.INTER_CUBIC), 0, 1)
+                for eye in (pair.left_rgb, pair.right_rgb)]
+        truth = {name: cv2.resize(np.asarray(getattr(pair, name), np.float32), size,
+                                  interpolation=cv2.INTER_NEAREST_EXACT) for name in ("left_distance", "left_object_index")}
+        rays = cv2.resize(np.asarray(pair.left_ray, np.float32), size, interpolation=cv2.INTER_LINEAR)
+        return dataclasses.replace(pair, left_rgb=eyes[0], right_rgb=eyes[1], left_distance=truth["left_distance"],
+                                   left_object_index=truth["left_object_index"].astype(np.int32),
+                                   left_ray=rays / np.linalg.norm(rays, axis=-1, keepdims=True))
+    kind, seed = scene.split()
+    if kind == "room":
+        return render_stereo("room_random", 2048, 8, ipd=0.064, pole_merge=(60.0, 75.0), seed=int(seed))
+    if kind == "outdoor":
+        return render_stereo("outdoor", width=2048, samples=8, seed=int(seed))
+    raise ValueError(f"scene must be 'room N' or 'outdoor N', got {scene!r}")
+
+
 @dataclass(frozen=True, eq=False)
 class VR180GroundTruth:
     """A VR180 stereo pair: each eye a half equirect (W x W, 180 x 180 degrees, centre along +X;

@@ -5,7 +5,9 @@
 - Wrong-side share: of the band's pixels (within +-`band_deg` latitude), the share whose
   estimated distance lies on the other side of the edge than the truth: the near and far
   sides are the smallest and largest true distance in the pixel's (2 BAND_PX + 1) window, the
-  divide their geometric mean.
+  divide their geometric mean. Its occlusion-only variant counts the band pixels whose window
+  holds two objects: outdoors a third or more of the band is the ground's own row-to-row jumps
+  near the horizon (over 20% beyond about 60 m for a camera at head height).
 - Composite IoU: a virtual sphere put across a real depth edge (behind the nearer surface, in
   front of the farther), seen where its ray distance is below the depth's (what the
   compositor's Z combine does per pixel): IoU of the pixels it shows with the estimated
@@ -68,12 +70,18 @@ def edge_band(distance: np.ndarray, band_deg: float = 60.0, wrap: bool = True) -
     return near_edge & latitude_band(distance.shape[0], band_deg)[:, None]
 
 
-def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 60.0, wrap: bool = True) -> float:
+def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 60.0, wrap: bool = True,
+                     objects: np.ndarray | None = None) -> float:
     """Share of the edge band's pixels whose estimate is on the wrong side of the edge (module docstring);
-    `wrap`: the columns are an equirect's (False: a VR180 eye's)."""
+    `wrap`: the columns are an equirect's (False: a VR180 eye's); `objects`: the truth's object index,
+    to count only the band pixels whose window holds two objects (occlusion edges, not the row-to-row
+    jumps of one surface seen at a grazing angle)."""
     capped = np.minimum(np.where(np.isfinite(truth), truth, FAR), FAR)
     near, far = _window(capped, BAND_PX, "min", wrap), _window(capped, BAND_PX, "max", wrap)
     band = edge_band(truth, band_deg, wrap) & (far > near * (1.0 + EDGE_JUMP))
+    if objects is not None:
+        index = np.asarray(objects, np.float32)
+        band &= _window(index, BAND_PX, "min", wrap) != _window(index, BAND_PX, "max", wrap)
     divide = np.log(near * far) / 2
     true_near = np.log(capped) < divide
     estimate_near = np.log(np.clip(estimate, 1e-3, FAR)) < divide

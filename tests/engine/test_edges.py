@@ -361,6 +361,21 @@ def test_the_figures_score_a_known_case():
     assert ef.composite_iou(np.where(_fatten(near, 3), 2.0, 6.0), truth, rays, sphere) < 0.9
 
 
+def test_the_occlusion_only_share_leaves_out_one_surfaces_own_jumps():
+    """A near square (object 2) before a wall (object 1) whose lower half is a step of the same object
+    (6 -> 8 m, as far ground's rows jump): an estimate wrong at that step only is wrong in the issue's
+    share and right in the occlusion-only one; one wrong at the square's edge is wrong in both."""
+    height, width = 64, 128
+    near = _square(height, width, left=50)
+    truth = np.where(near, 2.0, np.where(np.arange(height)[:, None] >= 48, 8.0, 6.0))
+    objects = np.where(near, 2, 1)
+    flat_step = np.where(near, 2.0, 6.0)  # the step of the wall missed
+    fattened = np.where(_fatten(near, 3), 2.0, truth)
+    assert ef.wrong_side_share(flat_step, truth) > 0.1
+    assert ef.wrong_side_share(flat_step, truth, objects=objects) == 0.0
+    assert ef.wrong_side_share(fattened, truth, objects=objects) > 0.3
+
+
 def _rays(height: int, width: int) -> np.ndarray:
     from depth360.estimators.panorama.equirect import ray_directions
 
@@ -411,13 +426,15 @@ def _figures(distance: np.ndarray, mask: np.ndarray, pair) -> dict:
     truth, rays = np.asarray(pair.left_distance), np.asarray(pair.left_ray).astype(np.float64)
     spheres = ef.straddling_spheres(truth, np.asarray(pair.left_object_index), rays)
     return {"wrong": ef.wrong_side_share(distance, truth),
+            "wrong_occlusion": ef.wrong_side_share(distance, truth, objects=np.asarray(pair.left_object_index)),
             "iou": [ef.composite_iou(distance, truth, rays, sphere) for sphere in spheres],
             "absrel": ef.outside_band_absrel(distance, truth, mask, max_distance=20.0)}
 
 
 def _describe(result: dict) -> str:
     ious = "/".join(f"{iou:.3f}" for iou in result["iou"])
-    return f"wrong side {result['wrong']:.1%}, IoU {ious}, AbsRel off the edges {result['absrel']:.2%}"
+    return (f"wrong side {result['wrong']:.1%} (occlusion edges {result['wrong_occlusion']:.1%}), IoU {ious}, "
+            f"AbsRel off the edges {result['absrel']:.2%}")
 
 
 def edge_figures_of(tmp_path, scene: str, runs, eye_width: int = 2048) -> tuple[dict, list[str]]:

@@ -64,7 +64,11 @@ class StereoGuidedFrameEstimator(StereoFrames):
         if self.layout == "vr180":
             described.update(vr180_description(self.ipd, self.min_distance, self.max_distance))
         else:
+            from ..stereo.guided import FAR_MATCH_WIDTH, FAR_SHARES, FAR_STEREO_WIDTH
+
             described.update(geometry="omni-directional stereo (ODS), parallel eyes", ipd=self.ipd,
                              pole_merge=list(self.pole_merge) if self.pole_merge else None,
-                             min_distance=self.min_distance, max_distance=self.max_distance)
+                             min_distance=self.min_distance, max_distance=self.max_distance,
+                             far_field={"shares_beyond_reach": list(FAR_SHARES), "eye_width": FAR_STEREO_WIDTH,
+                                        "match_width": FAR_MATCH_WIDTH})
         return described

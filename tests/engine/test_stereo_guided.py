@@ -104,6 +104,8 @@ def test_depth_anything_v2_small_guided_runs_on_a_still_and_a_clip(tmp_path, sma
         assert mask.shape == (128, 256) and mask.mean() > 0.9  # dense: every pixel the network sees
     sidecar = json.loads((out / "clip" / "clip.json").read_text())
     assert sidecar["model"]["adapter"] == "stereo-guided network" and sidecar["model"]["kind"] == "metric-distance"
+    assert sidecar["model"]["far_field"] == {"shares_beyond_reach": [0.035, 0.075], "eye_width": 2048,
+                                             "match_width": 1536}  # how an open scene's far field is matched again
     assert sidecar["stereo"]["layout"] == "top-bottom" and sidecar["status"] == "complete"
 
 

@@ -376,6 +376,22 @@ def far_weight(share: float, shares: tuple[float, float]) -> float:
     return 1.0 if share >= high else (share - low) / (high - low)
 
 
+def _refitted(first: MetricField, first_stereo, far_stereo, weight: float, relative: np.ndarray, seen: np.ndarray,
+              sky: np.ndarray, *, max_distance: float, grid: tuple[int, int] | None):
+    """(metric, mask, field, stereo, weight) with the field fitted again on the far field's 360 stereo and
+    mixed with the `first` by `weight` (far_weight); the first fit stands where the wider match is
+    confident on too few pixels to fit."""
+    with warnings.catch_warnings():  # guide's "no metric distance" is not so: the first fit stands
+        warnings.simplefilter("ignore", UserWarning)
+        metric, mask, field = guide(relative, seen, sky, far_stereo, wrap=True, max_distance=max_distance, grid=grid)
+    if field is None:
+        return (*_applied(first, relative, seen, sky, max_distance), first, first_stereo, 0.0)
+    if weight < 1.0:
+        field = first.mixed(field, weight)
+        metric, mask = _applied(field, relative, seen, sky, max_distance)
+    return metric, mask, field, far_stereo, weight
+
+
 def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
                     ipd: float = 0.064, pole_merge: tuple[float, float] | None = (60.0, 75.0),
                     min_distance: float = 0.5, max_distance: float = 100.0, check_eye_order: bool = True,
@@ -439,18 +455,9 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
             and _wider(left, stereo.distance.shape[1])):
         weight = far_weight(_far(disparity, mask, stereo, ipd), far_shares)
     if weight > 0.0:
-        first, first_stereo = field, stereo
-        stereo, far_seconds = match_far()
-        with warnings.catch_warnings():  # guide's "no metric distance" is not so: the first fit stands
-            warnings.simplefilter("ignore", UserWarning)
-            disparity, mask, field = guide(relative, seen, sky, stereo, wrap=True, max_distance=max_distance,
-                                           grid=grid)
-        if field is None:  # the wider match is confident on too few pixels to fit
-            weight, field, stereo = 0.0, first, first_stereo
-        elif weight < 1.0:
-            field = first.mixed(field, weight)
-        if weight < 1.0:
-            disparity, mask = _applied(field, relative, seen, sky, max_distance)
+        far_stereo, far_seconds = match_far()
+        disparity, mask, field, stereo, weight = _refitted(field, stereo, far_stereo, weight, relative, seen, sky,
+                                                           max_distance=max_distance, grid=grid)
     distance = np.full(disparity.shape, np.float32(max_distance))
     np.divide(np.float32(1.0), disparity, out=distance, where=mask)
     timings = {"stereo": stereo_seconds, "far_stereo": far_seconds, **{f"network_{k}": v for k, v in timings.items()},

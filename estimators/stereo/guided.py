@@ -296,18 +296,25 @@ def guide(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wr
     may be smaller: the field is fitted at the stereo's size and applied at the network's).
 
     The mask is every seen pixel that is not sky and maps to a distance under `max_distance`."""
-    shape = stereo.distance.shape
-    small_seen = _resized(seen & ~sky, shape, nearest=True)
-    small = np.where(small_seen, _resized(np.nan_to_num(relative), shape), 0.0)
-    weight = stereo_weight(stereo, small, small_seen)
     try:
-        field = fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
-                                 grid=grid or (GRID_360 if wrap else GRID_180))
+        field = _fitted(relative, seen, sky, stereo, wrap=wrap, grid=grid)
     except NoStereoScale as error:
         warnings.warn(f"{error}: nothing has a metric distance, written at the far distance with mask 0",
                       stacklevel=2)
         return np.zeros(relative.shape, np.float32), np.zeros(relative.shape, bool), None
     return (*_applied(field, relative, seen, sky, max_distance), field)
+
+
+def _fitted(relative: np.ndarray, seen: np.ndarray, sky: np.ndarray, stereo, *, wrap: bool,
+            grid: tuple[int, int] | None) -> MetricField:
+    """The field of `relative` fitted to the stereo at the stereo's size (guide); NoStereoScale when the
+    stereo is confident on too few pixels."""
+    shape = stereo.distance.shape
+    small_seen = _resized(seen & ~sky, shape, nearest=True)
+    small = np.where(small_seen, _resized(np.nan_to_num(relative), shape), 0.0)
+    weight = stereo_weight(stereo, small, small_seen)
+    return fit_metric_field(small, np.where(stereo.mask, 1.0 / stereo.distance, np.nan), weight, wrap=wrap,
+                            grid=grid or (GRID_360 if wrap else GRID_180))
 
 
 def _applied(field: MetricField, relative: np.ndarray, seen: np.ndarray, sky: np.ndarray,
@@ -377,19 +384,15 @@ def far_weight(share: float, shares: tuple[float, float]) -> float:
 
 
 def _refitted(first: MetricField, first_stereo, far_stereo, weight: float, relative: np.ndarray, seen: np.ndarray,
-              sky: np.ndarray, *, max_distance: float, grid: tuple[int, int] | None):
-    """(metric, mask, field, stereo, weight) with the field fitted again on the far field's 360 stereo and
-    mixed with the `first` by `weight` (far_weight); the first fit stands where the wider match is
-    confident on too few pixels to fit."""
-    with warnings.catch_warnings():  # guide's "no metric distance" is not so: the first fit stands
-        warnings.simplefilter("ignore", UserWarning)
-        metric, mask, field = guide(relative, seen, sky, far_stereo, wrap=True, max_distance=max_distance, grid=grid)
-    if field is None:
-        return (*_applied(first, relative, seen, sky, max_distance), first, first_stereo, 0.0)
-    if weight < 1.0:
-        field = first.mixed(field, weight)
-        metric, mask = _applied(field, relative, seen, sky, max_distance)
-    return metric, mask, field, far_stereo, weight
+              sky: np.ndarray, *, grid: tuple[int, int] | None) -> tuple[MetricField, object, float]:
+    """(field, stereo, weight): the field fitted again on the far field's 360 stereo, mixed with the
+    `first` by `weight` (far_weight); the first stands where the wider match is confident on too few
+    pixels to fit."""
+    try:
+        second = _fitted(relative, seen, sky, far_stereo, wrap=True, grid=grid)
+    except NoStereoScale:
+        return first, first_stereo, 0.0
+    return (second if weight >= 1.0 else first.mixed(second, weight)), far_stereo, weight
 
 
 def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bool = False, views="cube",
@@ -456,8 +459,9 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
         weight = far_weight(_far(disparity, mask, stereo, ipd), far_shares)
     if weight > 0.0:
         far_stereo, far_seconds = match_far()
-        disparity, mask, field, stereo, weight = _refitted(field, stereo, far_stereo, weight, relative, seen, sky,
-                                                           max_distance=max_distance, grid=grid)
+        field, stereo, weight = _refitted(field, stereo, far_stereo, weight, relative, seen, sky, grid=grid)
+        if weight > 0.0:
+            disparity, mask = _applied(field, relative, seen, sky, max_distance)
     distance = np.full(disparity.shape, np.float32(max_distance))
     np.divide(np.float32(1.0), disparity, out=distance, where=mask)
     timings = {"stereo": stereo_seconds, "far_stereo": far_seconds, **{f"network_{k}": v for k, v in timings.items()},

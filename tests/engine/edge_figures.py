@@ -12,6 +12,8 @@
   front of the farther), seen where its ray distance is below the depth's (what the
   compositor's Z combine does per pixel): IoU of the pixels it shows with the estimated
   distance and with the true one.
+- Stereo's floor: the truth where stereo can measure it (a disparity of at least 1 px at the
+  matched width), the far value beyond: what stereo alone writes at best, edge step or not.
 """
 
 from __future__ import annotations
@@ -86,6 +88,25 @@ def wrong_side_share(estimate: np.ndarray, truth: np.ndarray, band_deg: float = 
     true_near = np.log(capped) < divide
     estimate_near = np.log(np.clip(estimate, 1e-3, FAR)) < divide
     return float(np.mean(true_near[band] != estimate_near[band]))
+
+
+def stereo_range_floor(truth: np.ndarray, limit_px: float = 1.0, match_width: int = 2048,
+                       max_distance: float = FAR) -> np.ndarray:
+    """The best stereo alone can write for an ODS eye's true distance (default geometry, 6.4 cm apart):
+    the truth wherever its disparity at `match_width` is at least `limit_px` (the engine's
+    MIN_MEASURABLE_DISPARITY_PX is 1) on the rows stereo measures, `max_distance` (the far value)
+    elsewhere. Its wrong-side share is what no edge step can go below on a scene."""
+    from depth360.estimators.stereo.ods_geometry import (
+        ods_disparity_from_distance,
+        ods_informative_rows,
+    )
+
+    height = truth.shape[0]
+    theta = np.broadcast_to((np.pi * (np.arange(height) + 0.5) / height)[:, None], truth.shape)
+    finite = np.where(np.isfinite(truth), truth, 1e6)
+    pixels = ods_disparity_from_distance(finite, theta) * match_width / (2 * np.pi)
+    measured = (pixels >= limit_px) & ods_informative_rows(height)[:, None] & (finite < max_distance)
+    return np.where(measured, finite, max_distance).astype(np.float32)
 
 
 def outside_band_absrel(estimate: np.ndarray, truth: np.ndarray, mask: np.ndarray, band_deg: float = 60.0,

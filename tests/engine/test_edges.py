@@ -376,6 +376,21 @@ def test_the_occlusion_only_share_leaves_out_one_surfaces_own_jumps():
     assert ef.wrong_side_share(fattened, truth, objects=objects) > 0.3
 
 
+def test_the_stereo_floor_keeps_what_stereo_can_measure_and_loses_the_far_field():
+    """A square 2 m before a wall 6 m away is within stereo's range: its floor is the truth and has no
+    wrong-side pixel. The same square 40 m before a wall 80 m away is under 1 px of disparity at 2048
+    wide: the floor writes both at the far value, so the square's side of its edge is wrong."""
+    height, width = 64, 128
+    near = _square(height, width, left=50)
+    rows = np.abs(90.0 - 180.0 * (np.arange(height) + 0.5) / height) <= 60.0  # stereo's rows at the default
+    for near_m, far_m, wrong in ((2.0, 6.0, False), (40.0, 80.0, True)):
+        truth = np.where(near, near_m, far_m).astype(np.float32)
+        floor = ef.stereo_range_floor(truth)
+        assert np.array_equal(floor[rows], truth[rows]) != wrong
+        assert (ef.wrong_side_share(floor, truth) > 0.3) == wrong
+    assert np.all(ef.stereo_range_floor(np.full((height, width), 40.0, np.float32), limit_px=0.25)[rows] == 40.0)
+
+
 def _rays(height: int, width: int) -> np.ndarray:
     from depth360.estimators.panorama.equirect import ray_directions
 

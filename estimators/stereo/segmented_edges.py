@@ -21,9 +21,9 @@ pixel of its crop that kept that side, and is on the mask; a near run narrower t
 along its row (a pole) loses no pixel. Sizes are pixels of a 2048-wide eye (360 degrees), scaled
 with the pixels per turn; columns wrap for ODS eyes (no seam at 0/360 degrees).
 
-With it the stereo edge step takes 18-24% of a 4K frame on two cores, against 8-11% without
-(GrabCut is most of the difference; the tiles run on OpenCV's threads), so it is the stereo part
-of `--edges snap`, not of the default.
+With it the stereo edge step takes 14-20% of a 4K frame on two cores, against 8-11% without
+(GrabCut is most of the difference; the tiles run on threads), so it is the stereo part of
+`--edges snap`, not of the default. Only the crops' pixels get a side (the rest is never read).
 """
 
 from __future__ import annotations
@@ -50,45 +50,59 @@ MIN_VALID = 0.7
 THIN_PX = 16
 
 
-def _extremes(log_disparity: np.ndarray, valid: np.ndarray,
+def _extremes(matched_high: np.ndarray, matched_low: np.ndarray,
               kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(high, low, jumps): the largest and smallest matched value within `kernel` around each pixel, and
-    where they differ by a ratio over 1 + JUMP (False where no matched pixel is near)."""
+    where they differ by a ratio over 1 + JUMP (False where no matched pixel is near). `matched_high`,
+    `matched_low`: the log disparity with unmatched pixels at -inf and +inf (_unmatched_at_infinity)."""
     import cv2
 
-    high = cv2.dilate(np.where(valid, log_disparity, -np.inf).astype(np.float32), kernel)
-    low = cv2.erode(np.where(valid, log_disparity, np.inf).astype(np.float32), kernel)
+    high, low = cv2.dilate(matched_high, kernel), cv2.erode(matched_low, kernel)
     with np.errstate(invalid="ignore", over="ignore"):  # no matched pixel in the window: +-inf
         jumps = np.isfinite(high) & np.isfinite(low) & (high - low > np.float32(np.log1p(JUMP)))
     return high, low, jumps
 
 
-def _band(log_disparity: np.ndarray, valid: np.ndarray, window: int, reach: int) -> np.ndarray:
-    """Bool: within `reach` of a jump by JUMP over 2 * window + 1 columns or 3 rows (matched pixels only)."""
+def _unmatched_at_infinity(log_disparity: np.ndarray, valid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 log disparity with the unmatched pixels at -inf (for window maxima) and at +inf (minima)."""
+    return (np.where(valid, log_disparity, -np.inf).astype(np.float32),
+            np.where(valid, log_disparity, np.inf).astype(np.float32))
+
+
+def _band(matched: tuple[np.ndarray, np.ndarray], window: int, reach: int) -> np.ndarray:
+    """Bool: within `reach` of a jump by JUMP over 2 * window + 1 columns or 3 rows (matched pixels only;
+    `matched` from _unmatched_at_infinity)."""
     import cv2
 
-    jumps = (_extremes(log_disparity, valid, np.ones((1, 2 * window + 1), np.uint8))[2]
-             | _extremes(log_disparity, valid, np.ones((3, 1), np.uint8))[2])
+    jumps = (_extremes(*matched, np.ones((1, 2 * window + 1), np.uint8))[2]
+             | _extremes(*matched, np.ones((3, 1), np.uint8))[2])
     return cv2.dilate(jumps.view(np.uint8), np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) > 0
 
 
-def _sides(log_disparity: np.ndarray, valid: np.ndarray, radius: int) -> np.ndarray:
-    """Bool: near of the divide of the nearest jump (the mean log of the largest and smallest matched
-    disparity within `radius` of a pixel where they differ by JUMP)."""
-    high, low, jumps = _extremes(log_disparity, valid, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+def _sides(log_disparity: np.ndarray, matched: tuple[np.ndarray, np.ndarray], radius: int,
+           needed: np.ndarray) -> np.ndarray:
+    """Bool, at the `needed` pixels (False elsewhere): near of the divide of the nearest jump (the mean log
+    of the largest and smallest matched disparity within `radius` of a pixel where they differ by JUMP)."""
+    high, low, jumps = _extremes(*matched, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8))
+    near = np.zeros(log_disparity.shape, bool)
     if not jumps.any():
-        return np.zeros(log_disparity.shape, bool)
+        return near
     with np.errstate(invalid="ignore"):  # +inf + -inf where no matched pixel is near (not a jump)
         divide = np.where(jumps, (high + low) / 2, 0).astype(np.float32)
-    return log_disparity > _nearest_values(divide, jumps, np.ones(jumps.shape, bool)).reshape(jumps.shape)
+    near[needed] = log_disparity[needed] > _nearest_values(divide, jumps, needed)
+    return near
 
 
-def _run_lengths(values: np.ndarray) -> np.ndarray:
-    """Per pixel, the length of the run of equal values along its row that it belongs to."""
-    starts = np.ones(values.shape, bool)
-    starts[:, 1:] = values[:, 1:] != values[:, :-1]
+def _run_lengths(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per pixel of the `rows` (bool [H]; 0 on the others), the length of the run of equal values along its
+    row that it belongs to."""
+    picked = values[rows]
+    starts = np.ones(picked.shape, bool)
+    starts[:, 1:] = picked[:, 1:] != picked[:, :-1]
     run = np.cumsum(starts.ravel()) - 1
-    return np.bincount(run)[run].reshape(values.shape)
+    lengths = np.zeros(values.shape, np.int64)
+    lengths[rows] = np.bincount(run)[run].reshape(picked.shape)
+    return lengths
 
 
 def _segment_tile(plate: np.ndarray, near: np.ndarray, band: np.ndarray) -> np.ndarray | None:
@@ -147,27 +161,37 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
     floor = np.float32(FLOOR_PX * turn / 2048)
     valid &= np.isfinite(wide)
     log_disparity = np.log(np.where(valid, np.maximum(wide, floor), floor))
-    band = _band(log_disparity, valid, window, reach)
-    near = _sides(log_disparity, valid, reach + window + 1)
-    thin = _run_lengths(near) < scaled_pixels(THIN_PX, turn)
+    matched = _unmatched_at_infinity(log_disparity, valid)
+    band = _band(matched, window, reach)
     if rows is not None:  # not the jump from the measured rows to the unmeasured ones
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
     band[:, :pad], band[:, pad + width:] = False, False  # each pixel is decided once, in its own column
-    plate = np.ascontiguousarray(padded(np.round(np.clip(np.asarray(rgb, np.float32), 0, 1) * 255).astype(np.uint8)))
-    starts = [(top, left) for top in range(0, height, tile) for left in range(pad, pad + width, tile)
-              if band[top:top + tile, left:min(left + tile, pad + width)].any()]
+    areas = []  # per tile with band pixels: (its top-left corner, its crop: the band's extent and a margin)
+    for top in range(0, height, tile):
+        for left in range(pad, pad + width, tile):
+            ys, xs = np.nonzero(band[top:top + tile, left:min(left + tile, pad + width)])
+            if ys.size:
+                y0, y1 = max(0, top + ys.min() - margin), min(height, top + ys.max() + 1 + margin)
+                x0, x1 = max(0, left + xs.min() - margin), min(band.shape[1], left + xs.max() + 1 + margin)
+                areas.append(((top, left), np.s_[y0:y1, x0:x1]))
+    needed = np.zeros(band.shape, bool)  # the crops' pixels: only their sides are read
+    for _, area in areas:
+        needed[area] = True
+    near = _sides(log_disparity, matched, reach + window + 1, needed)
+    thin = _run_lengths(near, needed.any(axis=1)) < scaled_pixels(THIN_PX, turn)
+    rgb = np.asarray(rgb, np.float32)
 
-    def settle(start: tuple[int, int]) -> tuple[tuple[int, int], np.ndarray, np.ndarray] | None:
-        top, left = start
-        ys, xs = np.nonzero(band[top:top + tile, left:left + tile])
-        y0, y1 = max(0, top + ys.min() - margin), min(height, top + ys.max() + 1 + margin)
-        x0, x1 = max(0, left + xs.min() - margin), min(band.shape[1], left + xs.max() + 1 + margin)
-        area = np.s_[y0:y1, x0:x1]
+    def settle(start_area: tuple[tuple[int, int], tuple[slice, slice]]) -> tuple[tuple[int, int], np.ndarray,
+                                                                                np.ndarray] | None:
+        (top, left), area = start_area
+        y0, x0 = area[0].start, area[1].start
         tile_band, tile_near = band[area], near[area]
         if np.count_nonzero(valid[area]) < MIN_VALID * tile_band.size:
             return None
-        new_near = _segment_tile(plate[area], tile_near, tile_band)
+        columns = (np.arange(area[1].start, area[1].stop) - pad) % width
+        plate = np.round(np.clip(rgb[area[0], columns], 0, 1) * 255).astype(np.uint8)
+        new_near = _segment_tile(plate, tile_near, tile_band)
         if new_near is None:
             return None
         flips = tile_band & (new_near != tile_near) & ~(thin[area] & tile_near)
@@ -185,7 +209,7 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
         return (y0, x0), flips, values
 
     out, out_mask, changed = disparity.copy(), mask.copy(), np.zeros((height, width), bool)
-    for result in map_threads(settle, starts):
+    for result in map_threads(settle, areas):
         if result is None:
             continue
         (y0, x0), flips, values = result

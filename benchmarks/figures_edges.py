@@ -32,9 +32,9 @@ from tests.engine import edge_figures  # noqa: E402
 from tests.engine.test_edges import (  # noqa: E402
     SCENES,
     SOURCES,
-    _describe,
-    _figures,
+    describe_edge_figures,
     edge_figures_of,
+    scene_edge_figures,
 )
 from tests.groundtruth import scene_pair  # noqa: E402
 
@@ -45,8 +45,8 @@ def floor_lines(scene: str, eye_width: int) -> list[str]:
     lines = []
     for limit in (1.0, 0.5):
         floor = edge_figures.stereo_range_floor(np.asarray(pair.left_distance), limit)
-        figures = _figures(floor, floor < edge_figures.FAR, pair)
-        lines.append(f"  stereo floor at {limit} px: {_describe(figures)}")
+        figures = scene_edge_figures(floor, floor < edge_figures.FAR, pair)
+        lines.append(f"  stereo floor at {limit} px: {describe_edge_figures(figures)}")
     return lines
 
 

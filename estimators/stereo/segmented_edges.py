@@ -48,6 +48,8 @@ MIN_VALID = 0.7
 # A near run narrower than this along its row (a pole) keeps its pixels: its own colours are too few for
 # GrabCut's near mixture, which takes its shaded side for the surface behind.
 THIN_PX = 16
+# A tile's top-left corner (rows, padded columns) and its crop.
+TileArea = tuple[tuple[int, int], tuple[slice, slice]]
 
 
 def _extremes(matched_high: np.ndarray, matched_low: np.ndarray,
@@ -167,7 +169,7 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
     band[:, :pad], band[:, pad + width:] = False, False  # each pixel is decided once, in its own column
-    areas = []  # per tile with band pixels: (its top-left corner, its crop: the band's extent and a margin)
+    areas: list[TileArea] = []  # per tile with band pixels: (its top-left corner, its crop: the band's extent and a margin)
     for top in range(0, height, tile):
         for left in range(pad, pad + width, tile):
             ys, xs = np.nonzero(band[top:top + tile, left:min(left + tile, pad + width)])
@@ -175,6 +177,8 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
                 y0, y1 = max(0, top + ys.min() - margin), min(height, top + ys.max() + 1 + margin)
                 x0, x1 = max(0, left + xs.min() - margin), min(band.shape[1], left + xs.max() + 1 + margin)
                 areas.append(((top, left), np.s_[y0:y1, x0:x1]))
+    if not areas:  # no jump to settle
+        return disparity.copy(), mask.copy(), np.zeros((height, width), bool)
     needed = np.zeros(band.shape, bool)  # the crops' pixels: only their sides are read
     for _, area in areas:
         needed[area] = True
@@ -182,9 +186,8 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
     thin = _run_lengths(near, needed.any(axis=1)) < scaled_pixels(THIN_PX, turn)
     rgb = np.asarray(rgb, np.float32)
 
-    def settle(start_area: tuple[tuple[int, int], tuple[slice, slice]]) -> tuple[tuple[int, int], np.ndarray,
-                                                                                np.ndarray] | None:
-        (top, left), area = start_area
+    def settle(tile_area: TileArea) -> tuple[tuple[int, int], np.ndarray, np.ndarray] | None:
+        (top, left), area = tile_area
         y0, x0 = area[0].start, area[1].start
         tile_band, tile_near = band[area], near[area]
         if np.count_nonzero(valid[area]) < MIN_VALID * tile_band.size:

@@ -382,7 +382,7 @@ def test_the_stereo_floor_keeps_what_stereo_can_measure_and_loses_the_far_field(
     wide: the floor writes both at the far value, so the square's side of its edge is wrong."""
     height, width = 64, 128
     near = _square(height, width, left=50)
-    rows = np.abs(90.0 - 180.0 * (np.arange(height) + 0.5) / height) <= 60.0  # stereo's rows at the default
+    rows = ef.latitude_band(height, 60.0)  # the rows stereo measures at the default pole merge
     for near_m, far_m, wrong in ((2.0, 6.0, False), (40.0, 80.0, True)):
         truth = np.where(near, near_m, far_m).astype(np.float32)
         floor = ef.stereo_range_floor(truth)
@@ -437,7 +437,8 @@ def _estimate(tmp_path, scene: str, source: str, edges: str,
     return read_exr(out / "tb.distance.exr"), read_exr(out / "tb.mask.exr") > 0.5, seconds
 
 
-def _figures(distance: np.ndarray, mask: np.ndarray, pair) -> dict:
+def scene_edge_figures(distance: np.ndarray, mask: np.ndarray, pair) -> dict:
+    """Issue 15's figures of an estimated `distance` (and its `mask`) of `pair`'s left eye (`scene_pair`)."""
     truth, rays = np.asarray(pair.left_distance), np.asarray(pair.left_ray).astype(np.float64)
     spheres = ef.straddling_spheres(truth, np.asarray(pair.left_object_index), rays)
     return {"wrong": ef.wrong_side_share(distance, truth),
@@ -446,7 +447,8 @@ def _figures(distance: np.ndarray, mask: np.ndarray, pair) -> dict:
             "absrel": ef.outside_band_absrel(distance, truth, mask, max_distance=20.0)}
 
 
-def _describe(result: dict) -> str:
+def describe_edge_figures(result: dict) -> str:
+    """One line of scene_edge_figures' figures."""
     ious = "/".join(f"{iou:.3f}" for iou in result["iou"])
     return (f"wrong side {result['wrong']:.1%} (occlusion edges {result['wrong_occlusion']:.1%}), IoU {ious}, "
             f"AbsRel off the edges {result['absrel']:.2%}")
@@ -458,8 +460,8 @@ def edge_figures_of(tmp_path, scene: str, runs, eye_width: int = 2048) -> tuple[
     lines, results = [], {}
     for source, edges in runs:
         distance, mask, seconds = _estimate(tmp_path, scene, source, edges, eye_width)
-        results[source, edges] = _figures(distance, mask, pair)
-        lines.append(f"  {source:14s} --edges {edges:4s}: {_describe(results[source, edges])} ({seconds:.1f} s)")
+        results[source, edges] = scene_edge_figures(distance, mask, pair)
+        lines.append(f"  {source:14s} --edges {edges:4s}: {describe_edge_figures(results[source, edges])} ({seconds:.1f} s)")
     return results, lines
 
 
@@ -511,7 +513,7 @@ def test_eyes_wider_than_matched_are_snapped_at_the_matched_size_on_a_render(mon
 
     def figures() -> dict:
         result = matching.estimate_stereo_equirect(pair.left_rgb, pair.right_rgb, check_eye_order=False)
-        return _figures(result.distance, result.mask, pair)
+        return scene_edge_figures(result.distance, result.mask, pair)
 
     matched_size = figures()
     with monkeypatch.context() as patch:  # the same step on the full-size disparity

@@ -140,6 +140,20 @@ def _nearest_values(values: np.ndarray, source: np.ndarray, targets: np.ndarray)
     return values[ys[index], xs[index]]
 
 
+def _tile_areas(band: np.ndarray, pad: int, width: int, tile: int, margin: int) -> list[TileArea]:
+    """Per `tile`-sized tile of the eye's columns (from `pad`, `width` wide) holding `band` pixels: its
+    top-left corner and its crop, the band's extent within it and `margin` more."""
+    height, areas = band.shape[0], []
+    for top in range(0, height, tile):
+        for left in range(pad, pad + width, tile):
+            ys, xs = np.nonzero(band[top:top + tile, left:min(left + tile, pad + width)])
+            if ys.size:
+                y0, y1 = max(0, top + ys.min() - margin), min(height, top + ys.max() + 1 + margin)
+                x0, x1 = max(0, left + xs.min() - margin), min(band.shape[1], left + xs.max() + 1 + margin)
+                areas.append(((top, left), np.s_[y0:y1, x0:x1]))
+    return areas
+
+
 def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, wrap: bool,
                   reliable: np.ndarray | None = None, rows: np.ndarray | None = None,
                   turn: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -169,14 +183,7 @@ def segment_jumps(disparity: np.ndarray, mask: np.ndarray, rgb: np.ndarray, *, w
         inside = np.convolve(~np.asarray(rows, bool), np.ones(2 * reach + 5), mode="same") == 0
         band &= inside[:, None]
     band[:, :pad], band[:, pad + width:] = False, False  # each pixel is decided once, in its own column
-    areas: list[TileArea] = []  # per tile with band pixels: (its top-left corner, its crop: the band's extent and a margin)
-    for top in range(0, height, tile):
-        for left in range(pad, pad + width, tile):
-            ys, xs = np.nonzero(band[top:top + tile, left:min(left + tile, pad + width)])
-            if ys.size:
-                y0, y1 = max(0, top + ys.min() - margin), min(height, top + ys.max() + 1 + margin)
-                x0, x1 = max(0, left + xs.min() - margin), min(band.shape[1], left + xs.max() + 1 + margin)
-                areas.append(((top, left), np.s_[y0:y1, x0:x1]))
+    areas = _tile_areas(band, pad, width, tile, margin)
     if not areas:  # no jump to settle
         return disparity.copy(), mask.copy(), np.zeros((height, width), bool)
     needed = np.zeros(band.shape, bool)  # the crops' pixels: only their sides are read

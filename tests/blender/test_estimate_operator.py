@@ -118,10 +118,11 @@ def scene(installed_extension, tmp_path):
     settings.status = ""
     settings.progress = 0.0
     settings.build_mesh_after = settings.build_compositor_after = True
-    prefs = bpy.context.preferences.addons[installed_extension].preferences
-    prefs.python_path = str(ENGINE_PYTHON)
+    bpy.context.preferences.addons[installed_extension].preferences.python_path = str(ENGINE_PYTHON)
     yield scene
-    prefs.python_path = ""
+    # Fetched again: a test that unregisters and registers the add-on frees the preferences' RNA type, and
+    # writing through the object fetched before it is a use after free (a segmentation fault in bpy 4.2).
+    bpy.context.preferences.addons[installed_extension].preferences.python_path = ""
 
 
 def _pano() -> np.ndarray:

@@ -448,7 +448,8 @@ def estimate_guided(left: np.ndarray, right: np.ndarray, estimator, *, vr180: bo
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=1) as pool:
         matching = pool.submit(match) if stereo is None else None
-        relative, seen, sky, timings = fuse_left_eye(np.clip(left_rgb, 0.0, 1.0), estimator, vr180=vr180, views=views, **fusion_options)
+        relative, seen, sky, timings = fuse_left_eye(np.clip(left_rgb, 0.0, 1.0), estimator, vr180=vr180,
+                                                      views=views, **fusion_options)
         network_seconds = time.perf_counter() - started
         stereo, stereo_seconds = matching.result() if matching is not None else (stereo, 0.0)
     fused = time.perf_counter()
